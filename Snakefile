@@ -1,0 +1,28 @@
+# meshseg: MeshNet vs U-Net brain MRI segmentation (Catalyst.Neuro, reimplemented).
+# Run: snakemake --cores 8 all   (the embedded demo cohort; see README.md)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+##### load rules #####
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/preprocess.smk"
+include: "rules/train.smk"
+include: "rules/infer.smk"
+include: "rules/evaluate.smk"
+
+
+##### target rules #####
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

@@ -1,0 +1,35 @@
+rule evaluate_subject:
+    """Dice per class and structure volumes (mm^3) of one prediction against its truth."""
+    input:
+        prediction="results/predictions/{model}/{subject}/labels.nii.gz",
+        truth="results/prepared/{subject}/labels.nii.gz",
+    output:
+        "results/metrics/{model}/{subject}.tsv",
+    log:
+        "logs/evaluate/{model}/{subject}.log",
+    params:
+        labelset=config["labelset"],
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/evaluate.py"
+
+
+rule summarise_results:
+    """Long Dice and volume tables over all subjects, and one comparison row per model."""
+    input:
+        metrics=get_metric_tables,
+        checkpoints=get_checkpoints,
+        stats=get_inference_stats,
+    output:
+        dice="results/dice.tsv",
+        volumes="results/volumes.tsv",
+        comparison="results/comparison.tsv",
+    log:
+        "logs/summarise.log",
+    params:
+        models=list(MODELS),
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/summarise.py"

@@ -1,0 +1,56 @@
+rule conform_t1:
+    """mri_convert -c: 1 mm LIA, uchar; FreeSurfer through nipype if installed, else Python."""
+    input:
+        get_raw_t1,
+    output:
+        "results/conformed/{subject}/t1.nii.gz",
+    log:
+        "logs/conform/{subject}/t1.log",
+    params:
+        labels=False,
+        backend=config["conform"]["backend"],
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/conform.py"
+
+
+use rule conform_t1 as conform_labels with:
+    input:
+        get_raw_labels,
+    output:
+        "results/conformed/{subject}/labels.nii.gz",
+    log:
+        "logs/conform/{subject}/labels.log",
+    params:
+        labels=True,
+        backend=config["conform"]["backend"],
+
+
+rule prepare_t1:
+    """Zero-pad to volume_size^3 (centred) and min-max normalise to [0, 1]."""
+    input:
+        "results/conformed/{subject}/t1.nii.gz",
+    output:
+        "results/prepared/{subject}/t1.nii.gz",
+    log:
+        "logs/prepare/{subject}/t1.log",
+    params:
+        labels=False,
+        size=config["volume_size"],
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/prepare.py"
+
+
+use rule prepare_t1 as prepare_labels with:
+    input:
+        "results/conformed/{subject}/labels.nii.gz",
+    output:
+        "results/prepared/{subject}/labels.nii.gz",
+    log:
+        "logs/prepare/{subject}/labels.log",
+    params:
+        labels=True,
+        size=config["volume_size"],

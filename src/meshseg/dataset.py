@@ -1,0 +1,67 @@
+"""Training data: prepared volumes held in memory and random 38^3 crops cut from them."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from meshseg.io import ImageError, load_volume
+from meshseg.labels import LabelSet
+from meshseg.subvolumes import gaussian_locations
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Volume:
+    """One prepared subject: normalised intensities and class indices on the same grid."""
+
+    name: str
+    image: np.ndarray  # (D, H, W) float32 in [0, 1]
+    classes: np.ndarray  # (D, H, W) uint8 class indices
+
+
+def load_volumes(image_paths: Sequence[str | os.PathLike], label_paths: Sequence[str | os.PathLike],
+                 labelset: LabelSet) -> list[Volume]:
+    """Read prepared image/label pairs; shapes and affines must match."""
+    volumes = []
+    for image_path, label_path in zip(image_paths, label_paths, strict=True):
+        image, image_affine = load_volume(image_path)
+        ids, label_affine = load_volume(label_path)
+        if image.shape != ids.shape or not np.allclose(image_affine, label_affine, atol=1e-3):
+            raise ImageError(label_path, f"grid {ids.shape} does not match the image {image_path} "
+                                         f"{image.shape}")
+        classes = labelset.to_classes(np.rint(ids).astype(np.int64), source=str(label_path))
+        volumes.append(Volume(str(image_path), image.astype(np.float32, copy=False), classes))
+    log.info("loaded %d volumes", len(volumes))
+    return volumes
+
+
+def crop_batch(volumes: Sequence[Volume], picks: np.ndarray, locations: np.ndarray,
+               patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut crops ``volumes[picks[i]][locations[i] : locations[i] + patch]``.
+
+    Returns ``x`` (B, 1, p, p, p) float32 and ``y`` (B, p, p, p) int64.
+    """
+    xs, ys = [], []
+    for pick, (a, b, c) in zip(picks, locations):
+        region = np.s_[a:a + patch, b:b + patch, c:c + patch]
+        xs.append(volumes[pick].image[region])
+        ys.append(volumes[pick].classes[region])
+    x = torch.from_numpy(np.stack(xs)[:, None])
+    y = torch.from_numpy(np.stack(ys).astype(np.int64))
+    return x, y
+
+
+def random_batch(volumes: Sequence[Volume], batch_size: int, patch: int, sd: float,
+                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of crops from random volumes at truncated-Gaussian locations."""
+    picks = rng.integers(len(volumes), size=batch_size)
+    size = volumes[0].image.shape[0]
+    locations = gaussian_locations(batch_size, size, patch, sd, rng)
+    return crop_batch(volumes, picks, locations, patch)

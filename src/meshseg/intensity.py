@@ -1,0 +1,43 @@
+"""Zero-padding to a cube and min-max normalisation (pure numpy, no file I/O)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def pad_to_cube(data: np.ndarray, affine: np.ndarray, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad (centred) each axis of ``data`` to ``size``; crop (centred) an axis that is larger.
+
+    The affine is shifted so every voxel keeps its world position. For an axis of length n
+    the pad before is ``(size - n) // 2``; a crop removes ``(n - size) // 2`` voxels first.
+
+    Returns
+    -------
+    ``(padded, affine)``.
+    """
+    before = [(size - n) // 2 for n in data.shape]  # negative: crop
+    if any(b < 0 for b in before):
+        log.warning("volume of shape %s is larger than %d^3: cropping the centre; anatomy "
+                    "outside it is lost", data.shape, size)
+    out = np.zeros((size,) * 3, dtype=data.dtype)
+    src = tuple(slice(max(-b, 0), max(-b, 0) + min(n, size)) for b, n in zip(before, data.shape))
+    dst = tuple(slice(max(b, 0), max(b, 0) + min(n, size)) for b, n in zip(before, data.shape))
+    out[dst] = data[src]
+    shift = np.eye(4)
+    shift[:3, 3] = [-b for b in before]
+    return out, affine @ shift
+
+
+def minmax_normalise(data: np.ndarray) -> np.ndarray:
+    """Rescale intensities linearly to [0, 1] as float32.
+
+    Raises ``ValueError`` for a constant image, which carries no anatomy.
+    """
+    low, high = float(data.min()), float(data.max())
+    if high <= low:
+        raise ValueError(f"constant image (every voxel is {low}): nothing to segment")
+    return ((data.astype(np.float32) - low) / (high - low)).astype(np.float32)

@@ -1,0 +1,108 @@
+"""Reading and writing images: the only module that opens NIfTI files.
+
+Every reader checks what it was given and raises :class:`ImageError` with the file name and
+the problem in one line; every writer writes to a temporary file in the destination folder
+and renames it, so a killed job never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as an image; the message names the file."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
+    """Load a 3-D NIfTI/MGZ image and check it can be processed.
+
+    Parameters
+    ----------
+    path
+        File to read.
+
+    Returns
+    -------
+    The image with its data loaded. A 4-D image with one volume is squeezed to 3-D.
+
+    Raises
+    ------
+    ImageError
+        Missing, unreadable or truncated file; not 3-D; NaN or Inf voxels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(path, "file not found")
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj)
+    except Exception as err:  # nibabel raises many types for bad files
+        raise ImageError(path, f"not a readable NIfTI/MGZ image ({type(err).__name__}: {err})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ImageError(path, f"expected a 3-D image, got shape {data.shape}")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise ImageError(path, f"{int((~np.isfinite(data)).sum())} voxels are NaN or Inf")
+    return _nifti(data, img.affine)
+
+
+def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(data, affine)`` of a checked 3-D image (see :func:`load_image`)."""
+    img = load_image(path)
+    return np.asanyarray(img.dataobj), img.affine
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
+
+    The temporary name keeps the final suffixes (``.nii.gz``) so writers pick the right format.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"{path.parent}: output folder is not writable")
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def save_image(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike) -> None:
+    """Write ``data`` with ``affine`` (qform and sform) to ``path`` atomically."""
+    img = _nifti(data, affine)
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+
+
+def _nifti(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    """A NIfTI image whose qform and sform both hold ``affine`` (scanner space)."""
+    img = nib.Nifti1Image(data, affine)
+    img.set_qform(affine, code=1)
+    img.set_sform(affine, code=1)
+    return img
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -1,0 +1,138 @@
+"""Label sets: which label ids in a label file become which training class.
+
+A label set is a TSV (``src/meshseg/labelsets/<name>.tsv`` or any path) with one row per
+class::
+
+    class  id  name          R    G    B    source_ids
+    0      0   Unknown       0    0    0    0
+    1      1   gray-matter   205  62   78   1
+
+``class`` is the contiguous index the network predicts, ``id`` the value written into the
+label maps meshseg produces (FreeSurfer ids for Mindboggle sets), ``source_ids`` the
+comma-separated ids in input label files that belong to the class.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["class", "id", "name", "R", "G", "B", "source_ids"]
+
+
+@dataclass(frozen=True)
+class LabelClass:
+    """One row of a label set."""
+
+    index: int
+    id: int
+    name: str
+    rgb: tuple[int, int, int]
+    source_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    """An ordered list of classes; ``classes[i].index == i``."""
+
+    name: str
+    classes: tuple[LabelClass, ...]
+
+    def __post_init__(self) -> None:
+        indices = [c.index for c in self.classes]
+        if indices != list(range(len(indices))):
+            raise ValueError(f"label set {self.name}: class indices must be 0..n-1 in order, got {indices}")
+        for what, values in (("id", [c.id for c in self.classes]),
+                             ("source id", [s for c in self.classes for s in c.source_ids])):
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise ValueError(f"label set {self.name}: {what}s listed more than once: {dupes}")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def to_classes(self, ids: np.ndarray, source: str = "labels") -> np.ndarray:
+        """Map a volume of label ids to class indices (uint8 or int16).
+
+        Raises ``ValueError`` naming ``source`` and the offending ids (with voxel counts)
+        when the volume holds ids the set does not list.
+        """
+        ids = np.asarray(ids)
+        lookup = {s: c.index for c in self.classes for s in c.source_ids}
+        values, counts = np.unique(ids, return_counts=True)
+        unknown = {int(v): int(n) for v, n in zip(values, counts) if int(v) not in lookup}
+        if unknown:
+            raise ValueError(f"{source}: label ids not in label set {self.name!r} "
+                             f"(id: voxels) {unknown}")
+        dtype = np.uint8 if self.n_classes <= 256 else np.int16
+        out = np.zeros(ids.shape, dtype=dtype)
+        for value in values:
+            out[ids == value] = lookup[int(value)]
+        return out
+
+    def to_ids(self, classes: np.ndarray) -> np.ndarray:
+        """Map class indices back to the set's label ids (int16, or int32 for large ids)."""
+        table = np.array([c.id for c in self.classes])
+        dtype = np.int16 if table.max() < 2**15 else np.int32
+        return table.astype(dtype)[np.asarray(classes)]
+
+    def lut_text(self) -> str:
+        """FreeSurfer colour-table text (``id name R G B A``) for viewers such as Freeview."""
+        lines = [f"# FreeSurfer colour LUT for meshseg label set {self.name}",
+                 "#No. Label-Name R G B A"]
+        lines += [f"{c.id:<5d} {c.name:<40s} {c.rgb[0]:>3d} {c.rgb[1]:>3d} {c.rgb[2]:>3d} 0"
+                  for c in self.classes]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict:
+        """Plain-data form stored inside checkpoints."""
+        return {"name": self.name, "classes": [asdict(c) for c in self.classes]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LabelSet:
+        classes = tuple(LabelClass(index=c["index"], id=c["id"], name=c["name"],
+                                   rgb=tuple(c["rgb"]), source_ids=tuple(c["source_ids"]))
+                        for c in data["classes"])
+        return cls(name=data["name"], classes=classes)
+
+
+def available_labelsets() -> list[str]:
+    """Names of the label sets shipped with meshseg."""
+    folder = resources.files("meshseg") / "labelsets"
+    return sorted(p.name.removesuffix(".tsv") for p in folder.iterdir() if p.name.endswith(".tsv"))
+
+
+def load_labelset(name_or_path: str | os.PathLike) -> LabelSet:
+    """Load a shipped label set by name, or any label-set TSV by path."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        shipped = resources.files("meshseg") / "labelsets" / f"{name_or_path}.tsv"
+        if not shipped.is_file():
+            raise ValueError(f"label set {str(name_or_path)!r} is neither a file nor one of "
+                             f"the shipped sets {available_labelsets()}")
+        path = Path(str(shipped))
+    table = pd.read_csv(path, sep="\t", comment="#", dtype=str)
+    if list(table.columns) != COLUMNS:
+        raise ValueError(f"{path}: label set columns must be {COLUMNS}, got {list(table.columns)}")
+    try:
+        classes = tuple(
+            LabelClass(index=int(row["class"]), id=int(row["id"]), name=row["name"],
+                       rgb=(int(row["R"]), int(row["G"]), int(row["B"])),
+                       source_ids=tuple(int(s) for s in str(row["source_ids"]).split(",")))
+            for _, row in table.iterrows())
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return LabelSet(name=path.name.removesuffix(".tsv"), classes=classes)

@@ -1,0 +1,6 @@
+from meshseg.logs import log_to
+from meshseg.preprocess import prepare_file
+
+log_to(snakemake.log[0])
+prepare_file(snakemake.input[0], snakemake.output[0], size=snakemake.params.size,
+             labels=snakemake.params.labels)

@@ -1,0 +1,13 @@
+from meshseg.inference import InferenceConfig, segment_file
+from meshseg.logs import log_to
+
+log_to(snakemake.log[0])
+segment_file(
+    snakemake.input.checkpoint,
+    snakemake.input.image,
+    snakemake.output.labels,
+    snakemake.output.lut,
+    snakemake.output.stats,
+    InferenceConfig(**snakemake.params.inference, threads=snakemake.threads),
+    patch=snakemake.params.patch,
+)

@@ -1,0 +1,15 @@
+from meshseg.logs import log_to
+from meshseg.training import TrainConfig, train_files
+
+log_to(snakemake.log[0])
+train_files(
+    TrainConfig(**snakemake.params.train, threads=snakemake.threads),
+    snakemake.params.model,
+    snakemake.params.labelset,
+    snakemake.input.train_images,
+    snakemake.input.train_labels,
+    snakemake.input.val_images,
+    snakemake.input.val_labels,
+    snakemake.output.checkpoint,
+    snakemake.output.curve,
+)
