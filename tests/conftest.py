@@ -1,0 +1,32 @@
+"""Shared fixtures: tiny synthetic volumes with known labels, written as real NIfTI files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from meshseg.io import save_image
+
+
+def sphere_volume(size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A bright sphere (class 2) in a darker shell (class 1): ``(image float32, labels uint8)``."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices((size,) * 3) - (size - 1) / 2
+    radius = np.sqrt((grid ** 2).sum(0))
+    labels = np.zeros((size,) * 3, np.uint8)
+    labels[radius < size * 0.4] = 1
+    labels[radius < size * 0.25] = 2
+    image = np.choose(labels, [0.0, 0.5, 0.9]).astype(np.float32)
+    image += rng.normal(0, 0.03, image.shape).astype(np.float32) * (labels > 0)
+    return np.clip(image, 0, 1), labels
+
+
+@pytest.fixture
+def prepared_pair(tmp_path):
+    """Paths of a prepared image/label pair (48^3, 1 mm) and the arrays written."""
+    image, labels = sphere_volume()
+    affine = np.diag([-1.0, 1.0, 1.0, 1.0])
+    image_path, label_path = tmp_path / "t1.nii.gz", tmp_path / "labels.nii.gz"
+    save_image(image, affine, image_path)
+    save_image(labels, affine, label_path)
+    return image_path, label_path, image, labels

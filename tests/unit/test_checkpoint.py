@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from meshseg.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, weight_bytes
+from meshseg.labels import load_labelset
+from meshseg.models import build_model, model_config
+
+
+def test_round_trip(tmp_path):
+    spec = model_config("meshnet", 3)
+    model = build_model(spec)
+    save_checkpoint({"model": model.state_dict(), "model_config": spec,
+                     "labelset": load_labelset("demo_gwm").to_dict(), "step": 7}, tmp_path / "c.pt")
+    rebuilt, labelset, state = model_from_checkpoint(tmp_path / "c.pt")
+    assert state["step"] == 7 and labelset.n_classes == 3 and "meshseg_version" in state
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(rebuilt.state_dict()[name], tensor)
+    # 72,516 parameters + BatchNorm running mean/var (7 x 2 x 21) in fp32, + 7 int64 counters
+    assert weight_bytes(model) == (72_516 + 7 * 2 * 21) * 4 + 7 * 8
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    spec = model_config("meshnet", 3)
+    save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
+                     "labelset": {}, "step": 0}, tmp_path / "c.pt")
+    data = (tmp_path / "c.pt").read_bytes()
+    (tmp_path / "c.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"c\.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_foreign_pickle_and_wrong_architecture(tmp_path):
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other\.pt: not a meshseg checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    save_checkpoint({"model": build_model(model_config("unet", 3, width=2)).state_dict(),
+                     "model_config": model_config("meshnet", 3),
+                     "labelset": load_labelset("demo_gwm").to_dict(), "step": 0}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match=r"x\.pt: weights do not fit"):
+        model_from_checkpoint(tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")

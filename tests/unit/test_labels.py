@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from meshseg.labels import LabelClass, LabelSet, available_labelsets, load_labelset
+
+
+def test_demo_set_maps_ids_to_classes_and_back():
+    labelset = load_labelset("demo_gwm")
+    assert labelset.names == ["Unknown", "gray-matter", "white-matter"]
+    ids = np.array([[0, 1], [2, 2]])
+    classes = labelset.to_classes(ids)
+    assert classes.dtype == np.uint8
+    np.testing.assert_array_equal(labelset.to_ids(classes), ids)
+
+
+def test_classes_with_several_source_ids_and_freesurfer_ids():
+    labelset = LabelSet("t", (LabelClass(0, 0, "bg", (0, 0, 0), (0,)),
+                              LabelClass(1, 3, "cortex", (1, 2, 3), (3, 42, 1002, 2035))))
+    ids = np.array([0, 3, 42, 1002, 2035])
+    np.testing.assert_array_equal(labelset.to_classes(ids), [0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(labelset.to_ids(np.array([0, 1])), [0, 3])
+
+
+def test_unknown_ids_are_reported_with_counts():
+    labelset = load_labelset("demo_gwm")
+    with pytest.raises(ValueError, match=r"sub-1\.nii\.gz.*\{7: 2\}"):
+        labelset.to_classes(np.array([0, 7, 7, 1]), source="sub-1.nii.gz")
+
+
+def test_lut_is_freesurfer_format():
+    lines = [line.split() for line in load_labelset("demo_gwm").lut_text().splitlines()
+             if not line.startswith("#")]
+    assert lines[2] == ["2", "white-matter", "245", "245", "245", "0"]
+
+
+def test_round_trip_through_checkpoint_dict():
+    labelset = load_labelset("demo_gwm")
+    assert LabelSet.from_dict(labelset.to_dict()) == labelset
+
+
+def test_invalid_sets_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="listed more than once"):
+        LabelSet("t", (LabelClass(0, 0, "a", (0, 0, 0), (0,)), LabelClass(1, 1, "b", (0, 0, 0), (0,))))
+    with pytest.raises(ValueError, match="0..n-1"):
+        LabelSet("t", (LabelClass(1, 0, "a", (0, 0, 0), (0,)),))
+    with pytest.raises(ValueError, match="shipped sets"):
+        load_labelset("no-such-set")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("class\tname\n0\tx\n")
+    with pytest.raises(ValueError, match="bad.tsv: label set columns"):
+        load_labelset(bad)
+    assert "demo_gwm" in available_labelsets()

@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from meshseg.models import build_model, count_parameters, model_config
+
+# REFERENCE.md section 1.1: parameter counts (weights, biases, BatchNorm affine).
+EXPECTED = {
+    ("meshnet", "small"): {3: 72_516, 31: 73_132, 104: 74_738},
+    ("meshnet", "large"): {3: 820_266, 31: 822_282, 104: 827_538},
+    ("unet", None): {3: 25_115_139, 31: 25_116_959, 104: 25_121_704},
+}
+
+
+@pytest.mark.parametrize("n_classes", [3, 31, 104])
+@pytest.mark.parametrize("arch,variant", list(EXPECTED))
+def test_parameter_counts_match_the_reference(arch, variant, n_classes):
+    spec = model_config(arch, n_classes, variant=variant or "small", width=64)
+    assert count_parameters(build_model(spec)) == EXPECTED[(arch, variant)][n_classes]
+
+
+@pytest.mark.parametrize("spec", [model_config("meshnet", 3), model_config("meshnet", 3, dropout=0.2),
+                                  model_config("unet", 3, width=4)])
+@pytest.mark.parametrize("size", [38, 21])
+def test_output_shape_and_one_training_step(spec, size):
+    torch.manual_seed(0)
+    model = build_model(spec)
+    x = torch.rand(2, 1, size, size, size)
+    logits = model(x)
+    assert logits.shape == (2, 3, size, size, size)
+    loss = torch.nn.functional.cross_entropy(logits, torch.zeros(2, size, size, size, dtype=torch.long))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_dropout_variant_has_dropout_layers():
+    model = build_model(model_config("meshnet", 3, dropout=0.25))
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout3d)}
+    assert rates == {0.25}
+
+
+def test_spec_round_trip_and_unknown_arch():
+    spec = model_config("meshnet", 5, variant="large")
+    assert spec["channels"] == 71 and spec["dilations"] == (1, 1, 2, 4, 8, 16, 1)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        model_config("resnet", 3)
+    with pytest.raises(ValueError, match="unknown MeshNet variant"):
+        model_config("meshnet", 3, variant="huge")

@@ -1,0 +1,102 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import meshseg.training as training
+from meshseg.checkpoint import load_checkpoint, model_from_checkpoint
+from meshseg.dataset import Volume, load_volumes
+from meshseg.labels import load_labelset
+from meshseg.models import model_config
+from meshseg.training import TrainConfig, train, train_files
+from tests.conftest import sphere_volume
+
+LABELSET = load_labelset("demo_gwm")
+SPEC = model_config("meshnet", 3)
+
+
+def volumes(n=2):
+    return [Volume(f"v{i}", *sphere_volume(seed=i)) for i in range(n)]
+
+
+def config(**overrides):
+    base = dict(steps=6, batch_size=2, patch=16, sd=12, validate_every=3, val_crops=2,
+                checkpoint_every=3, precision="fp32", device="cpu", threads=1)
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_checkpoint_describes_itself_and_curve_is_written(tmp_path):
+    ckpt, curve = tmp_path / "m" / "checkpoint.pt", tmp_path / "m" / "curve.tsv"
+    train(config(), SPEC, LABELSET, volumes(), volumes(1), ckpt, curve)
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 6 and state["model_config"] == SPEC
+    assert state["labelset"] == LABELSET.to_dict() and "optimizer" in state
+    table = pd.read_csv(curve, sep="\t")
+    assert list(table.columns) == ["step", "loss", "lr", "val_dice"]
+    assert table["step"].tolist() == [3, 6] and table["val_dice"].between(0, 1).all()
+    assert not (tmp_path / "m" / "checkpoint.pt.resume.pt").exists()
+    model, labelset, _ = model_from_checkpoint(ckpt)
+    assert labelset == LABELSET and not model.training
+
+
+def test_training_lowers_the_loss(tmp_path):
+    cfg = config(steps=40, batch_size=4, validate_every=20, max_lr=0.01, checkpoint_every=100)
+    train(cfg, SPEC, LABELSET, volumes(), volumes(1), tmp_path / "c.pt", tmp_path / "c.tsv")
+    losses = pd.read_csv(tmp_path / "c.tsv", sep="\t")["loss"]
+    assert losses.iloc[-1] < 0.7 * losses.iloc[0]
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    reference = tmp_path / "ref.pt"
+    train(config(), SPEC, LABELSET, volumes(), volumes(1), reference, tmp_path / "ref.tsv")
+
+    calls = {"n": 0}
+    real_batch = training.random_batch
+
+    def dying_batch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # dies during step 5, after the step-3 checkpoint
+            raise KeyboardInterrupt
+        return real_batch(*args, **kwargs)
+
+    ckpt = tmp_path / "run.pt"
+    monkeypatch.setattr(training, "random_batch", dying_batch)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(), SPEC, LABELSET, volumes(), volumes(1), ckpt, tmp_path / "run.tsv")
+    assert not ckpt.exists() and load_checkpoint(str(ckpt) + ".resume.pt")["step"] == 3
+    monkeypatch.setattr(training, "random_batch", real_batch)
+    train(config(), SPEC, LABELSET, volumes(), volumes(1), ckpt, tmp_path / "run.tsv")
+
+    resumed, expected = load_checkpoint(ckpt)["model"], load_checkpoint(reference)["model"]
+    for name in expected:
+        torch.testing.assert_close(resumed[name], expected[name], rtol=0, atol=0)
+    assert pd.read_csv(tmp_path / "run.tsv", sep="\t").equals(pd.read_csv(tmp_path / "ref.tsv", sep="\t"))
+
+
+def test_resume_state_of_another_configuration_is_ignored(tmp_path):
+    ckpt = tmp_path / "c.pt"
+    train(config(steps=4, checkpoint_every=2), SPEC, LABELSET, volumes(), [], ckpt, tmp_path / "c.tsv")
+    (tmp_path / "c.pt.resume.pt").write_bytes(ckpt.read_bytes())  # a stale state
+    train(config(steps=4, checkpoint_every=2, seed=1), SPEC, LABELSET, volumes(), [], ckpt, tmp_path / "c.tsv")
+    assert load_checkpoint(ckpt)["train_config"]["seed"] == 1
+
+
+def test_train_files_reads_prepared_volumes(tmp_path, prepared_pair):
+    image, labels, *_ = prepared_pair
+    train_files(config(steps=2), {"arch": "unet", "width": 2}, "demo_gwm", [image], [labels],
+                [image], [labels], tmp_path / "u.pt", tmp_path / "u.tsv")
+    assert load_checkpoint(tmp_path / "u.pt")["model_config"]["arch"] == "unet"
+
+
+def test_no_training_subjects_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no training subjects"):
+        train(config(), SPEC, LABELSET, [], [], tmp_path / "c.pt", tmp_path / "c.tsv")
+
+
+def test_labels_outside_the_set_name_the_file(tmp_path, prepared_pair):
+    from meshseg.io import save_image
+    image, _, _, labels = prepared_pair
+    bad = tmp_path / "bad_labels.nii.gz"
+    save_image(np.where(labels == 2, 9, labels).astype(np.uint8), np.diag([-1.0, 1, 1, 1]), bad)
+    with pytest.raises(ValueError, match=r"bad_labels\.nii\.gz.*\{9:"):
+        load_volumes([image], [bad], LABELSET)
