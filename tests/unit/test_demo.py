@@ -19,6 +19,8 @@ WM_CM3 = (585.0, 680.0)
 
 
 class Subject(NamedTuple):
+    """One generated subject: voxel arrays and the images they came from."""
+
     t1: np.ndarray
     labels: np.ndarray
     t1_img: nib.Nifti1Image
@@ -93,6 +95,8 @@ def test_t1_has_t1_contrast(subject0):
 
 
 def test_labels_and_t1_agree_in_world_space(subject0):
+    outside = (subject0.labels > 0) & (subject0.t1 == 0)
+    assert not outside.any(), f"{int(outside.sum())} labelled voxels lie outside the T1's brain"
     affine = subject0.t1_img.affine
     labels_centre = _world_centre(subject0.labels > 0, affine)
     t1_centre = _world_centre(subject0.t1 > 0, affine)

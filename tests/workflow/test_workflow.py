@@ -1,0 +1,92 @@
+"""The whole DAG on the baby config (tests/config): tables, lint, and what a rerun schedules."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from meshseg.models import build_model, count_parameters, model_config
+from meshseg.tables import COMPARISON_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.workflow
+
+
+def snakemake(workdir: Path, *args: str) -> str:
+    """Run snakemake on the baby config in ``workdir``; return its combined output."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+               "--configfile", str(ROOT / "tests/config/config.yaml"),
+               "--config", f"subjects={ROOT / 'tests/config/subjects.tsv'}", "--cores", "2", *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    return output
+
+
+def scheduled_jobs(output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs, rule = set(), None
+    for line in output.splitlines():
+        if match := re.match(r"^(?:local)?rule (\w+):", line):
+            rule = match.group(1)
+            jobs.add((rule, ""))
+        elif rule and (match := re.match(r"^\s+wildcards: (.*)", line)):
+            jobs.discard((rule, ""))
+            jobs.add((rule, match.group(1)))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    snakemake(workdir, "all")
+    return workdir
+
+
+def test_lint_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], capture_output=True, text=True,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tables_are_complete(finished_run):
+    results = finished_run / "results"
+    comparison = pd.read_csv(results / "comparison.tsv", sep="\t")
+    assert list(comparison.columns) == COMPARISON_COLUMNS
+    assert sorted(comparison["model"]) == ["meshnet", "unet"]
+    assert comparison.notna().all().all(), comparison.T
+    expected = {m: count_parameters(build_model(model_config(m, 3, width=2))) for m in ("meshnet", "unet")}
+    assert dict(zip(comparison["model"], comparison["parameters"])) == expected
+    dice = pd.read_csv(results / "dice.tsv", sep="\t")
+    assert len(dice) == 2 * 2 * 3  # subjects x models x classes
+    assert dice["dice"].between(0, 1).all()
+    assert set(dice["name"]) == {"Unknown", "gray-matter", "white-matter"}
+    volumes = pd.read_csv(results / "volumes.tsv", sep="\t")
+    assert volumes.groupby(["subject", "model"])["true_mm3"].sum().to_numpy() == pytest.approx(256 ** 3, rel=1e-5)
+    for model in ("meshnet", "unet"):
+        assert (results / "models" / model / "training_curve.tsv").is_file()
+        assert (results / "predictions" / model / "MNI152-demo-3" / "labels_lut.txt").is_file()
+
+
+def test_nothing_to_do_on_a_second_run(finished_run):
+    assert scheduled_jobs(snakemake(finished_run, "-n", "all")) == set()
+
+
+def test_touching_one_test_subject_reruns_only_its_jobs(finished_run):
+    t1 = finished_run / "resources/data/MNI152-demo_volumes/MNI152-demo-4/t1weighted.nii.gz"
+    assert t1.stat().st_size > 1_000_000  # smaller files would be checksummed, not timed
+    later = t1.stat().st_mtime + 100
+    os.utime(t1, (later, later))
+    jobs = scheduled_jobs(snakemake(finished_run, "-n", "all"))
+    rules = {rule for rule, _ in jobs}
+    assert rules == {"conform_t1", "prepare_t1", "segment_subject", "evaluate_subject",
+                     "summarise_results", "all"}
+    per_subject = [w for rule, w in jobs if rule not in ("summarise_results", "all")]
+    assert per_subject and all("MNI152-demo-4" in w for w in per_subject)
+    assert len([1 for rule, _ in jobs if rule == "segment_subject"]) == 2  # one per model
