@@ -18,12 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir: Path, *args: str) -> str:
-    """Run snakemake on the baby config in ``workdir``; return its combined output."""
+def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run snakemake on the baby config in ``workdir``."""
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
                "--configfile", str(ROOT / "tests/config/config.yaml"),
                "--config", f"subjects={ROOT / 'tests/config/subjects.tsv'}", "--cores", "2", *args]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+
+def snakemake(workdir: Path, *args: str) -> str:
+    """Run snakemake, check it succeeded, return its combined output."""
+    result = run_snakemake(workdir, *args)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     return output
@@ -90,3 +95,15 @@ def test_touching_one_test_subject_reruns_only_its_jobs(finished_run):
     per_subject = [w for rule, w in jobs if rule not in ("summarise_results", "all")]
     assert per_subject and all("MNI152-demo-4" in w for w in per_subject)
     assert len([1 for rule, _ in jobs if rule == "segment_subject"]) == 2  # one per model
+
+
+def test_corrupt_input_fails_naming_the_file_and_leaves_no_output(finished_run):
+    t1 = finished_run / "resources/data/MNI152-demo_volumes/MNI152-demo-4/t1weighted.nii.gz"
+    t1.write_bytes(t1.read_bytes()[: t1.stat().st_size // 2])  # a truncated download
+    target = "results/conformed/MNI152-demo-4/t1.nii.gz"
+    result = run_snakemake(finished_run, target)
+    assert result.returncode != 0
+    log = (finished_run / "logs/conform/MNI152-demo-4/t1.log").read_text()
+    assert f"{t1.relative_to(finished_run)}: not a readable NIfTI/MGZ image" in log
+    assert not (finished_run / target).exists()
+    assert not list((finished_run / "results/conformed/MNI152-demo-4").glob(".t1*"))

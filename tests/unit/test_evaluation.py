@@ -1,0 +1,78 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from meshseg.checkpoint import save_checkpoint
+from meshseg.evaluation import evaluate_files, structure_table
+from meshseg.io import ImageError, save_image
+from meshseg.labels import load_labelset
+from meshseg.models import build_model, model_config
+from meshseg.tables import COMPARISON_COLUMNS, summarise
+
+AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])  # 2 mm^3 voxels
+
+
+def write_pair(tmp_path, pred, truth):
+    save_image(np.asarray(pred, np.int16), AFFINE, tmp_path / "pred.nii.gz")
+    save_image(np.asarray(truth, np.int16), AFFINE, tmp_path / "truth.nii.gz")
+    return tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz"
+
+
+def test_structure_table_by_hand(tmp_path):
+    truth = np.array([0, 0, 1, 1, 1, 2]).reshape(1, 2, 3)
+    pred = np.array([0, 1, 1, 1, 0, 2]).reshape(1, 2, 3)
+    table = structure_table(*write_pair(tmp_path, pred, truth), load_labelset("demo_gwm"))
+    assert table["name"].tolist() == ["Unknown", "gray-matter", "white-matter"]
+    np.testing.assert_allclose(table["dice"], [0.5, 2 / 3, 1.0])
+    np.testing.assert_allclose(table["predicted_mm3"], [4, 6, 2])
+    np.testing.assert_allclose(table["true_mm3"], [4, 6, 2])
+
+
+def test_without_a_labelset_every_id_is_a_class(tmp_path):
+    table = structure_table(*write_pair(tmp_path, [[[0, 17, 17]]], [[[0, 17, 1002]]]))
+    assert table["id"].tolist() == [0, 17, 1002]
+    np.testing.assert_allclose(table["dice"], [1.0, 2 / 3, 0.0])
+
+
+def test_mismatched_grids_name_the_file(tmp_path):
+    save_image(np.zeros((2, 2, 2), np.int16), AFFINE, tmp_path / "pred.nii.gz")
+    save_image(np.zeros((2, 2, 3), np.int16), AFFINE, tmp_path / "truth.nii.gz")
+    with pytest.raises(ImageError, match=r"pred\.nii\.gz: grid"):
+        structure_table(tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz")
+
+
+def test_summarise_builds_the_three_tables(tmp_path):
+    truth = np.array([0, 0, 1, 1, 2, 2]).reshape(1, 2, 3)
+    metrics, checkpoints, stats = [], {}, {}
+    for model, arch, pred in [("mesh", "meshnet", truth), ("u", "unet", np.zeros_like(truth))]:
+        spec = model_config(arch, 3, width=2)
+        checkpoints[model] = tmp_path / f"{model}.pt"
+        save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
+                         "labelset": load_labelset("demo_gwm").to_dict(), "step": 1}, checkpoints[model])
+        stats[model] = []
+        for subject in ("s1", "s2"):
+            folder = tmp_path / model / subject
+            folder.mkdir(parents=True)
+            evaluate_files(*write_pair(folder, pred, truth), "demo_gwm", subject, model, folder / "m.tsv")
+            metrics.append(folder / "m.tsv")
+            (folder / "inference.json").write_text(json.dumps(
+                {"seconds": 2.0, "subvolumes": 10, "subvolumes_per_second": 5.0, "device": "cpu"}))
+            stats[model].append(folder / "inference.json")
+    comparison = summarise(metrics, checkpoints, stats, tmp_path / "dice.tsv", tmp_path / "volumes.tsv",
+                           tmp_path / "comparison.tsv")
+    assert list(comparison.columns) == COMPARISON_COLUMNS
+    rows = comparison.set_index("model")
+    assert rows.loc["mesh", "foreground_dice_mean"] == 1.0 and rows.loc["mesh", "foreground_dice_sd"] == 0
+    assert rows.loc["u", "foreground_dice_mean"] == 0.0
+    # all-background prediction: Dice 0.5 for background (TP 2, FP 4), 0 for GM and WM
+    assert rows.loc["u", "macro_dice_mean"] == pytest.approx(0.5 / 3)
+    assert rows.loc["mesh", "parameters"] == 72_516
+    assert rows.loc["u", "checkpoint_bytes"] == checkpoints["u"].stat().st_size
+    assert rows.loc["mesh", "subvolumes_per_second"] == 5.0 and rows.loc["mesh", "seconds_per_subject"] == 2.0
+    dice = pd.read_csv(tmp_path / "dice.tsv", sep="\t")
+    assert list(dice.columns) == ["subject", "model", "class", "id", "name", "dice"] and len(dice) == 12
+    assert pd.read_csv(tmp_path / "volumes.tsv", sep="\t")["true_mm3"].sum() == 4 * 12
+    assert torch.load(checkpoints["u"], weights_only=False)["step"] == 1
