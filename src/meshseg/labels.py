@@ -10,12 +10,21 @@ class::
 ``class`` is the contiguous index the network predicts, ``id`` the value written into the
 label maps meshseg produces (FreeSurfer ids for Mindboggle sets), ``source_ids`` the
 comma-separated ids in input label files that belong to the class.
+
+Lines starting with ``#`` are comments (``# source: ...`` cites where the ids come from).
+One comment line says what happens to ids the set does not list::
+
+    # unlisted: background
+
+maps them to class 0 and logs their voxel counts; without it they are an error.
+Label files stored as floats are rounded and cast before they reach :meth:`LabelSet.to_classes`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +35,8 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 COLUMNS = ["class", "id", "name", "R", "G", "B", "source_ids"]
+UNLISTED = ("error", "background")  # what to_classes does with ids no class lists
+UNLISTED_LINE = re.compile(r"^#\s*unlisted:\s*(\S+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -45,8 +56,12 @@ class LabelSet:
 
     name: str
     classes: tuple[LabelClass, ...]
+    unlisted: str = "error"
 
     def __post_init__(self) -> None:
+        if self.unlisted not in UNLISTED:
+            raise ValueError(f"label set {self.name}: unlisted must be one of {UNLISTED}, "
+                             f"got {self.unlisted!r}")
         indices = [c.index for c in self.classes]
         if indices != list(range(len(indices))):
             raise ValueError(f"label set {self.name}: class indices must be 0..n-1 in order, got {indices}")
@@ -67,20 +82,24 @@ class LabelSet:
     def to_classes(self, ids: np.ndarray, source: str = "labels") -> np.ndarray:
         """Map a volume of label ids to class indices (uint8 or int16).
 
-        Raises ``ValueError`` naming ``source`` and the offending ids (with voxel counts)
-        when the volume holds ids the set does not list.
+        Ids the set does not list become class 0 and are logged (one line naming ``source``,
+        with voxel counts) when ``unlisted == "background"``; otherwise they raise
+        ``ValueError`` naming ``source`` and the offending ids with their voxel counts.
         """
         ids = np.asarray(ids)
         lookup = {s: c.index for c in self.classes for s in c.source_ids}
         values, counts = np.unique(ids, return_counts=True)
         unknown = {int(v): int(n) for v, n in zip(values, counts) if int(v) not in lookup}
-        if unknown:
+        if unknown and self.unlisted == "error":
             raise ValueError(f"{source}: label ids not in label set {self.name!r} "
                              f"(id: voxels) {unknown}")
+        if unknown:
+            log.info("%s: label ids not in label set %r mapped to background (id: voxels) %s",
+                     source, self.name, unknown)
         dtype = np.uint8 if self.n_classes <= 256 else np.int16
         out = np.zeros(ids.shape, dtype=dtype)
         for value in values:
-            out[ids == value] = lookup[int(value)]
+            out[ids == value] = lookup.get(int(value), 0)
         return out
 
     def to_ids(self, classes: np.ndarray) -> np.ndarray:
@@ -99,14 +118,15 @@ class LabelSet:
 
     def to_dict(self) -> dict:
         """Plain-data form stored inside checkpoints."""
-        return {"name": self.name, "classes": [asdict(c) for c in self.classes]}
+        return {"name": self.name, "classes": [asdict(c) for c in self.classes],
+                "unlisted": self.unlisted}
 
     @classmethod
     def from_dict(cls, data: dict) -> LabelSet:
         classes = tuple(LabelClass(index=c["index"], id=c["id"], name=c["name"],
                                    rgb=tuple(c["rgb"]), source_ids=tuple(c["source_ids"]))
                         for c in data["classes"])
-        return cls(name=data["name"], classes=classes)
+        return cls(name=data["name"], classes=classes, unlisted=data.get("unlisted", "error"))
 
 
 def available_labelsets() -> list[str]:
@@ -125,6 +145,7 @@ def load_labelset(name_or_path: str | os.PathLike) -> LabelSet:
                              f"the shipped sets {available_labelsets()}")
         path = Path(str(shipped))
     table = pd.read_csv(path, sep="\t", comment="#", dtype=str)
+    flags = [m.group(1) for m in map(UNLISTED_LINE.match, path.read_text().splitlines()) if m]
     if list(table.columns) != COLUMNS:
         raise ValueError(f"{path}: label set columns must be {COLUMNS}, got {list(table.columns)}")
     try:
@@ -135,4 +156,7 @@ def load_labelset(name_or_path: str | os.PathLike) -> LabelSet:
             for _, row in table.iterrows())
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    return LabelSet(name=path.name.removesuffix(".tsv"), classes=classes)
+    if len(flags) > 1:
+        raise ValueError(f"{path}: more than one '# unlisted:' line: {flags}")
+    return LabelSet(name=path.name.removesuffix(".tsv"), classes=classes,
+                    unlisted=flags[0] if flags else "error")
