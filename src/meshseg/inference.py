@@ -37,7 +37,7 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, locations: np.ndar
                    n_classes: int, batch_size: int, device: torch.device,
                    dtype: torch.dtype | None, channels_last: bool) -> np.ndarray:
     """Class index per voxel by majority vote of the crops at ``locations`` (start corners)."""
-    votes = VoteAggregator(image.shape, n_classes, max_votes=len(locations))
+    votes = VoteAggregator(image.shape, n_classes)
     for start in range(0, len(locations), batch_size):
         chunk = locations[start:start + batch_size]
         x = np.stack([image[a:a + patch, b:b + patch, c:c + patch] for a, b, c in chunk])[:, None]
