@@ -20,8 +20,12 @@ from meshseg.vote import VoteAggregator
 log = logging.getLogger(__name__)
 
 
+MODES = ("vote", "whole")
+
+
 @dataclass
 class InferenceConfig:
+    mode: str = "vote"  # vote: subvolumes + majority vote; whole: one pass over the volume (MeshNet)
     n_subvolumes: int = 512  # grid (343 for 256^3 and 38^3) plus Gaussian crops up to this total
     sd: float = 64.0  # standard deviation of the Gaussian crop centres (voxels)
     batch_size: int = 16  # crops per forward pass
@@ -50,6 +54,33 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, locations: np.ndar
     return votes.result()
 
 
+@torch.inference_mode()
+def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.device,
+                  dtype: torch.dtype | None, channels_last: bool, slab: int = 32) -> np.ndarray:
+    """Class index per voxel from one fully convolutional pass, ``slab`` slices at a time.
+
+    Each slab is predicted with ``model.receptive_radius`` extra slices on both sides, so the
+    labels equal those of a single pass over the whole volume while the logits of only one
+    slab are ever held (MeshNet; a U-Net's pooling makes it depend on the tiling).
+    """
+    halo = getattr(model, "receptive_radius", None)
+    if halo is None:
+        raise ValueError(f"whole-volume inference needs a fully convolutional model (MeshNet), "
+                         f"not {type(model).__name__}")
+    out = np.empty(image.shape, dtype=np.uint8)
+    depth = image.shape[0]
+    for top in range(0, depth, slab):
+        bottom = min(top + slab, depth)
+        first, last = max(top - halo, 0), min(bottom + halo, depth)
+        x = torch.from_numpy(np.ascontiguousarray(image[first:last]))[None, None].to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with runtime.autocast(device, dtype):
+            labels = model(x).argmax(1)[0]  # (last - first, H, W)
+        out[top:bottom] = labels[top - first:bottom - first].to(torch.uint8).cpu().numpy()
+    return out
+
+
 def segment_file(checkpoint_path: str | os.PathLike, image_path: str | os.PathLike,
                  labels_path: str | os.PathLike, lut_path: str | os.PathLike,
                  stats_path: str | os.PathLike, config: InferenceConfig, patch: int = 38) -> dict:
@@ -63,16 +94,24 @@ def segment_file(checkpoint_path: str | os.PathLike, image_path: str | os.PathLi
         model = model.to(memory_format=torch.channels_last_3d)
     image, affine = load_volume(image_path)
     image = image.astype(np.float32, copy=False)
-    rng = np.random.default_rng(config.seed)
-    locations = inference_locations(config.n_subvolumes, image.shape[0], patch, config.sd, rng)
+    if config.mode not in MODES:
+        raise ValueError(f"unknown inference mode {config.mode!r}; choose from {list(MODES)}")
 
     started = time.perf_counter()
-    classes = predict_volume(model, image, locations, patch, labelset.n_classes, config.batch_size,
-                             device, dtype, config.channels_last)
+    if config.mode == "whole":
+        classes = predict_whole(model, image, device, dtype, config.channels_last)
+        subvolumes = 0
+    else:
+        rng = np.random.default_rng(config.seed)
+        locations = inference_locations(config.n_subvolumes, image.shape[0], patch, config.sd, rng)
+        classes = predict_volume(model, image, locations, patch, labelset.n_classes, config.batch_size,
+                                 device, dtype, config.channels_last)
+        subvolumes = len(locations)
     seconds = time.perf_counter() - started
-    stats = {"seconds": seconds, "subvolumes": len(locations), "subvolumes_per_second": len(locations) / seconds,
-             "device": runtime.describe(device, dtype)}
-    log.info("%s: %d subvolumes in %.1f s on %s", image_path, len(locations), seconds, stats["device"])
+    stats = {"mode": config.mode, "seconds": seconds, "subvolumes": subvolumes,
+             "subvolumes_per_second": subvolumes / seconds, "device": runtime.describe(device, dtype)}
+    log.info("%s: %s inference (%d subvolumes) in %.1f s on %s", image_path, config.mode, subvolumes,
+             seconds, stats["device"])
     save_image(labelset.to_ids(classes), affine, labels_path)
     write_text(labelset.lut_text(), lut_path)
     write_text(json.dumps(stats, indent=2) + "\n", stats_path)

@@ -62,3 +62,22 @@ def test_bf16_and_fp32_labels_agree_on_a_trained_looking_network():
     fp32 = predict_volume(Threshold(), image, locations, dtype=None, channels_last=False, **args)
     bf16 = predict_volume(Threshold(), image, locations, dtype=torch.bfloat16, channels_last=True, **args)
     assert (fp32 == bf16).mean() >= 0.999
+
+
+@pytest.mark.parametrize("slab", [5, 40])
+def test_whole_volume_in_slabs_equals_one_pass(slab):
+    from meshseg.inference import predict_whole
+    torch.manual_seed(0)
+    model = build_model(model_config("meshnet", 3)).eval()
+    image = np.random.default_rng(0).random((40, 24, 20), dtype=np.float32)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
+    got = predict_whole(model, image, torch.device("cpu"), None, channels_last=False, slab=slab)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_whole_volume_refuses_a_unet():
+    from meshseg.inference import predict_whole
+    with pytest.raises(ValueError, match="fully convolutional"):
+        predict_whole(build_model(model_config("unet", 3, width=2)), np.zeros((8, 8, 8), np.float32),
+                      torch.device("cpu"), None, False)

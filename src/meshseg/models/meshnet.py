@@ -66,5 +66,10 @@ class MeshNet(nn.Module):
             nn.init.xavier_normal_(module.weight, gain=nn.init.calculate_gain("relu"))
             nn.init.zeros_(module.bias)
 
+    @property
+    def receptive_radius(self) -> int:
+        """Voxels each output sees on either side: a dilated 3^3 layer adds its dilation."""
+        return sum(self.config.dilations)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.layers(x))  # (B, C, D, H, W)
