@@ -94,6 +94,15 @@ def get_inference_config(wildcards):
     }
 
 
+def get_gpus():
+    """GPUs one training or inference job asks for: 1 if config compute.gpu is true, else 0.
+
+    The resource is named gpu: snakemake-executor-plugin-slurm submits gpu=1 as
+    `sbatch --gpus=1` and leaves gpu=0 out; a local run counts it only against --resources gpu=N.
+    """
+    return 1 if config["compute"]["gpu"] else 0
+
+
 def get_metric_tables(wildcards):
     return expand(
         "results/metrics/{model}/{subject}.tsv", model=MODELS, subject=subjects_in("test")

@@ -1,5 +1,8 @@
 rule evaluate_subject:
-    """Dice per class and structure volumes (mm^3) of one prediction against its truth."""
+    """Dice per class and structure volumes (mm^3) of one prediction against its truth.
+
+    Group "segment": on a cluster it runs in the SLURM job that segmented the subject.
+    """
     input:
         prediction="results/predictions/{model}/{subject}/labels.nii.gz",
         truth="results/prepared/{subject}/labels.nii.gz",
@@ -9,6 +12,11 @@ rule evaluate_subject:
         "logs/evaluate/{model}/{subject}.log",
     params:
         labelset=config["labelset"],
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    group:
+        "segment"
     conda:
         "../envs/meshseg.yaml"
     script:
@@ -29,6 +37,9 @@ rule summarise_results:
         "logs/summarise.log",
     params:
         models=list(MODELS),
+    resources:
+        mem_mb=1000,
+        runtime=10,
     conda:
         "../envs/meshseg.yaml"
     script:

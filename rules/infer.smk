@@ -1,5 +1,11 @@
 rule segment_subject:
-    """Grid + Gaussian subvolumes, batched prediction, per-voxel majority vote."""
+    """Grid + Gaussian subvolumes, batched prediction, per-voxel majority vote.
+
+    Group "segment": on a cluster (ignored locally), segmenting one subject with one model and
+    evaluating it (evaluate_subject) are one SLURM job, and the profile's
+    `group-components: segment=N` packs N of those pairs into one job. gpu=1 when config
+    compute.gpu is true (get_gpus); the group asks for the most any of its steps asks.
+    """
     input:
         checkpoint="results/models/{model}/checkpoint.pt",
         image="results/prepared/{subject}/t1.nii.gz",
@@ -16,6 +22,9 @@ rule segment_subject:
     resources:
         mem_mb=4000,
         runtime=30,
+        gpu=get_gpus(),
+    group:
+        "segment"
     conda:
         "../envs/meshseg.yaml"
     script:

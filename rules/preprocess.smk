@@ -1,5 +1,10 @@
 rule conform_t1:
-    """mri_convert -c: 1 mm LIA, uchar; FreeSurfer through nipype if installed, else Python."""
+    """mri_convert -c: 1 mm LIA, uchar; FreeSurfer through nipype if installed, else Python.
+
+    Group "preprocess": on a cluster (ignored locally), the chain of one subject (demo subject,
+    conform and prepare, T1 and labels: 5 small jobs) is one SLURM job, and the profile's
+    `group-components: preprocess=N` packs N subjects into one job, run --cores wide.
+    """
     input:
         get_raw_t1,
     output:
@@ -9,6 +14,11 @@ rule conform_t1:
     params:
         labels=False,
         backend=config["conform"]["backend"],
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    group:
+        "preprocess"
     conda:
         "../envs/meshseg.yaml"
     script:
@@ -28,7 +38,7 @@ use rule conform_t1 as conform_labels with:
 
 
 rule prepare_t1:
-    """Zero-pad to volume_size^3 (centred) and min-max normalise to [0, 1]."""
+    """Zero-pad to volume_size^3 (centred) and min-max normalise to [0, 1]. Group: see conform_t1."""
     input:
         "results/conformed/{subject}/t1.nii.gz",
     output:
@@ -38,6 +48,11 @@ rule prepare_t1:
     params:
         labels=False,
         size=config["volume_size"],
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    group:
+        "preprocess"
     conda:
         "../envs/meshseg.yaml"
     script:

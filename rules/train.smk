@@ -2,6 +2,7 @@ rule train_model:
     """Train one model of config["models"] on the train split; validation Dice on the way.
 
     A killed job resumes from checkpoint.pt.resume.pt (kept beside the output) on rerun.
+    One SLURM job per model (no group); gpu=1 when config compute.gpu is true (get_gpus).
     """
     input:
         unpack(get_training_inputs),
@@ -18,6 +19,7 @@ rule train_model:
     resources:
         mem_mb=8000,
         runtime=240,
+        gpu=get_gpus(),
     conda:
         "../envs/meshseg.yaml"
     script:

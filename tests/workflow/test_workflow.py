@@ -35,10 +35,10 @@ def snakemake(workdir: Path, *args: str) -> str:
 
 
 def scheduled_jobs(output: str) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run lists."""
+    """(rule, wildcards) of every job a dry run lists (a group job's members are indented)."""
     jobs, rule = set(), None
     for line in output.splitlines():
-        if match := re.match(r"^(?:local)?rule (\w+):", line):
+        if match := re.match(r"^\s*(?:local)?rule (\w+):", line):
             rule = match.group(1)
             jobs.add((rule, ""))
         elif rule and (match := re.match(r"^\s+wildcards: (.*)", line)):

@@ -1,0 +1,258 @@
+"""Measure meshseg's inference and training paths against a naive PyTorch baseline, same run.
+
+Usage::
+
+    .venv/bin/python benchmarks/benchmark.py [--checkpoint results/models/meshnet/checkpoint.pt]
+                                             [--image results/prepared/MNI152-demo-7/t1.nii.gz]
+
+Without ``--image`` a demo subject is built, conformed and prepared on the fly; without
+``--checkpoint`` MeshNet small has random weights (speed does not depend on the weights;
+label agreement is only meaningful with trained ones). Every case runs in its own process
+so that its peak memory (max RSS) is its own. Naive means what a first PyTorch port does:
+fp32, default memory format, one forward per subvolume, and the reference's (C, 256^3)
+uint8 vote counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from meshseg import runtime
+from meshseg.checkpoint import model_from_checkpoint
+from meshseg.conform import conform_file
+from meshseg.dataset import Volume, random_batch
+from meshseg.demo import make_demo_subject
+from meshseg.inference import predict_volume, predict_whole
+from meshseg.io import load_volume
+from meshseg.models import build_model, model_config
+from meshseg.preprocess import prepare_file
+from meshseg.subvolumes import inference_locations
+from meshseg.vote import VoteAggregator
+
+CPU = torch.device("cpu")
+PATCH = 38
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def meshnet(args, n_classes: int = 3) -> torch.nn.Module:
+    if args.checkpoint and n_classes == 3:
+        return model_from_checkpoint(args.checkpoint)[0]
+    torch.manual_seed(0)
+    return build_model(model_config("meshnet", n_classes)).eval()
+
+
+def fast(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.dtype | None]:
+    return model.to(memory_format=torch.channels_last_3d), runtime.autocast_dtype(CPU, "auto")
+
+
+def naive_vote(model, image, locations, n_classes) -> np.ndarray:
+    """Catalyst.Neuro's predictor: one subvolume per forward, (C, 256^3) uint8 counts."""
+    counts = np.zeros((n_classes, *image.shape), np.uint8)
+    with torch.inference_mode():
+        for a, b, c in locations:
+            x = torch.from_numpy(np.ascontiguousarray(image[a:a + PATCH, b:b + PATCH, c:c + PATCH]))
+            labels = model(x[None, None]).argmax(1)[0].numpy()
+            for k in range(n_classes):
+                counts[k, a:a + PATCH, b:b + PATCH, c:c + PATCH] += labels == k
+    return counts.argmax(0).astype(np.uint8)
+
+
+# ---- cases: each returns a dict of measurements; labels go to args.labels_out -------------
+
+def case_whole(args, naive: bool) -> dict:
+    image = load_volume(args.image)[0].astype(np.float32)
+    model, dtype = (meshnet(args), None) if naive else fast(meshnet(args))
+    start = time.perf_counter()
+    if naive:
+        with torch.inference_mode():
+            labels = model(torch.from_numpy(image)[None, None]).argmax(1)[0].to(torch.uint8).numpy()
+    else:
+        labels = predict_whole(model, image, CPU, dtype, channels_last=True)
+    seconds = time.perf_counter() - start
+    np.save(args.labels_out, labels)
+    return {"seconds": seconds, "peak_mb": peak_mb()}
+
+
+def case_whole104(args) -> dict:
+    image = load_volume(args.image)[0].astype(np.float32)
+    model, dtype = fast(meshnet(args, n_classes=104))
+    start = time.perf_counter()
+    predict_whole(model, image, CPU, dtype, channels_last=True)
+    return {"seconds": time.perf_counter() - start, "peak_mb": peak_mb()}
+
+
+def case_crops(args, naive: bool) -> dict:
+    image = load_volume(args.image)[0].astype(np.float32)
+    locations = inference_locations(512, image.shape[0], PATCH, 64, np.random.default_rng(0))
+    start = time.perf_counter()
+    if naive:
+        labels = naive_vote(meshnet(args), image, locations, 3)
+    else:
+        model, dtype = fast(meshnet(args))
+        labels = predict_volume(model, image, locations, PATCH, 3, 16, CPU, dtype, channels_last=True)
+    seconds = time.perf_counter() - start
+    np.save(args.labels_out, labels)
+    return {"seconds": seconds, "peak_mb": peak_mb()}
+
+
+def case_vote_memory(args, naive: bool, n_classes: int) -> dict:
+    image = np.zeros((256,) * 3, np.float32)  # the volume itself: 64 MB
+    locations = inference_locations(512, 256, PATCH, 64, np.random.default_rng(0))
+    labels = np.random.default_rng(0).integers(0, n_classes, (512, PATCH, PATCH, PATCH)).astype(np.uint8)
+    before = peak_mb()
+    if naive:
+        counts = np.zeros((n_classes, *image.shape), np.uint8)
+        for crop, (a, b, c) in zip(labels, locations):
+            for k in range(n_classes):
+                counts[k, a:a + PATCH, b:b + PATCH, c:c + PATCH] += crop == k
+        counts.argmax(0)
+    else:
+        votes = VoteAggregator(image.shape, n_classes)
+        votes.add(labels, locations)
+        votes.result()
+    return {"above_volume_mb": peak_mb() - before}
+
+
+def case_throughput(args, arch: str, naive: bool) -> dict:
+    torch.manual_seed(0)
+    model = build_model(model_config(arch, 3, width=args.unet_width)).eval()
+    dtype = None
+    if not naive:
+        model, dtype = fast(model)
+    x = torch.rand(16, 1, PATCH, PATCH, PATCH)
+    x = x if naive else x.contiguous(memory_format=torch.channels_last_3d)
+    batches = 4
+    with torch.inference_mode(), runtime.autocast(CPU, dtype):
+        model(x[:1] if naive else x)  # warm-up
+        start = time.perf_counter()
+        for _ in range(batches):
+            if naive:
+                for one in x.split(1):
+                    model(one)
+            else:
+                model(x)
+    return {"per_second": batches * 16 / (time.perf_counter() - start)}
+
+
+def case_training(args, naive: bool) -> dict:
+    torch.manual_seed(0)
+    image = load_volume(args.image)[0].astype(np.float32)
+    volumes = [Volume("bench", image, (image > 0.5).astype(np.uint8))]
+    model = build_model(model_config("meshnet", 3)).train()
+    dtype = None
+    if not naive:
+        model, dtype = fast(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    rng = np.random.default_rng(0)
+    steps, elapsed = 4, 0.0
+    for step in range(steps + 1):  # the first step is a warm-up
+        start = time.perf_counter()
+        x, y = random_batch(volumes, 16, PATCH, 64, rng)
+        if not naive:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with runtime.autocast(CPU, dtype):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        elapsed += (time.perf_counter() - start) if step else 0.0
+    return {"steps_per_second": steps / elapsed}
+
+
+CASES = {
+    "whole-naive": lambda a: case_whole(a, True), "whole-fast": lambda a: case_whole(a, False),
+    "whole104-fast": case_whole104,
+    "crops-naive": lambda a: case_crops(a, True), "crops-fast": lambda a: case_crops(a, False),
+    "vote3-naive": lambda a: case_vote_memory(a, True, 3), "vote3-fast": lambda a: case_vote_memory(a, False, 3),
+    "vote104-naive": lambda a: case_vote_memory(a, True, 104),
+    "vote104-fast": lambda a: case_vote_memory(a, False, 104),
+    "meshnet-naive": lambda a: case_throughput(a, "meshnet", True),
+    "meshnet-fast": lambda a: case_throughput(a, "meshnet", False),
+    "unet-naive": lambda a: case_throughput(a, "unet", True),
+    "unet-fast": lambda a: case_throughput(a, "unet", False),
+    "train-naive": lambda a: case_training(a, True), "train-fast": lambda a: case_training(a, False),
+}
+
+
+def run_case(name: str, args, folder: Path) -> dict:
+    """Run one case in a fresh process; return its measurements (labels path included)."""
+    labels = folder / f"{name}.npy"
+    command = [sys.executable, __file__, "--case", name, "--image", str(args.image), "--labels-out", str(labels),
+               "--unet-width", str(args.unet_width)]
+    if args.checkpoint:
+        command += ["--checkpoint", str(args.checkpoint)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return {**json.loads(result.stdout.splitlines()[-1]), "labels": labels}
+
+
+def demo_image(folder: Path) -> Path:
+    make_demo_subject(7, 2021, folder / "t1w.nii.gz", folder / "labels.nii.gz")
+    conform_file(folder / "t1w.nii.gz", folder / "conformed.nii.gz", backend="python")
+    prepare_file(folder / "conformed.nii.gz", folder / "prepared.nii.gz")
+    return folder / "prepared.nii.gz"
+
+
+def agreement(a: dict, b: dict) -> float:
+    return float((np.load(a["labels"]) == np.load(b["labels"])).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--image", type=Path)
+    parser.add_argument("--unet-width", type=int, default=16)
+    parser.add_argument("--case", choices=sorted(CASES), help=argparse.SUPPRESS)
+    parser.add_argument("--labels-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
+        print(json.dumps(CASES[args.case](args)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        args.image = args.image or demo_image(folder)
+        r = {name: run_case(name, args, folder) for name in CASES}
+    dtype = runtime.autocast_dtype(CPU, "auto")
+    rows = [
+        ("whole-volume MeshNet small, s", r["whole-naive"]["seconds"], r["whole-fast"]["seconds"]),
+        ("  peak memory, MB", r["whole-naive"]["peak_mb"], r["whole-fast"]["peak_mb"]),
+        ("  peak memory at 104 classes, MB", float("nan"), r["whole104-fast"]["peak_mb"]),
+        ("512-subvolume inference with vote, s", r["crops-naive"]["seconds"], r["crops-fast"]["seconds"]),
+        ("MeshNet small subvolumes/s", r["meshnet-naive"]["per_second"], r["meshnet-fast"]["per_second"]),
+        (f"U-Net width {args.unet_width} subvolumes/s", r["unet-naive"]["per_second"], r["unet-fast"]["per_second"]),
+        ("training steps/s (MeshNet small, batch 16)", r["train-naive"]["steps_per_second"],
+         r["train-fast"]["steps_per_second"]),
+        ("vote memory above the volume, 3 classes, MB", r["vote3-naive"]["above_volume_mb"],
+         r["vote3-fast"]["above_volume_mb"]),
+        ("vote memory above the volume, 104 classes, MB", r["vote104-naive"]["above_volume_mb"],
+         r["vote104-fast"]["above_volume_mb"]),
+    ]
+    print(f"device: {runtime.describe(CPU, dtype)}; meshseg path: channels_last_3d, "
+          f"{'bf16' if dtype else 'fp32'} autocast, batch 16, slab vote; weights: "
+          f"{args.checkpoint or 'random'}\n")
+    print(f"| {'measure':<48} | {'naive':>10} | {'meshseg':>10} | {'ratio':>7} |")
+    print(f"|{'-' * 50}|{'-' * 12}|{'-' * 12}|{'-' * 9}|")
+    for name, naive, ours in rows:
+        gain = ours / naive if name.endswith("/s") or "/s " in name else naive / ours  # rates vs costs
+        print(f"| {name:<48} | {naive:>10.2f} | {ours:>10.2f} | {gain:>6.2f}x |")
+    print(f"\nlabel agreement with fp32: whole volume {100 * agreement(r['whole-naive'], r['whole-fast']):.3f} %, "
+          f"512 subvolumes {100 * agreement(r['crops-naive'], r['crops-fast']):.3f} %")
+
+
+if __name__ == "__main__":
+    main()
