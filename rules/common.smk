@@ -13,24 +13,39 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from meshseg.subjects import read_subject_sheet  # noqa: E402
 
-SUBJECTS = read_subject_sheet(config["subjects"])
+DATASET = config[config["dataset"]]  # the settings block of the chosen dataset
 MODELS = config["models"]
 
 
 wildcard_constraints:
-    subject="|".join(re.escape(s) for s in SUBJECTS.index),
+    subject=r"[^/]+",
     model="|".join(re.escape(m) for m in MODELS),
+
+
+def get_sheet_path():
+    """The subject sheet: the demo's own, or the Mindboggle-101 split written after fetching."""
+    return config["subjects"] if config["dataset"] == "demo" else DATASET["sheet"]
+
+
+def subject_sheet():
+    """The checked subject sheet; for Mindboggle-101 once the split checkpoint has run."""
+    if config["dataset"] == "mindboggle101":
+        checkpoints.split_subjects.get()
+    return read_subject_sheet(get_sheet_path())
 
 
 def subjects_in(split):
     """Subject ids of one split (train | validation | test), sorted."""
-    return sorted(SUBJECTS.index[SUBJECTS["split"] == split])
+    sheet = subject_sheet()
+    return sorted(sheet.index[sheet["split"] == split])
 
 
 def raw_path(subject, name):
     """A file of a subject in the Mindboggle-101 layout: <cohort>_volumes/<subject>/<name>."""
-    cohort = SUBJECTS.loc[subject, "cohort"]
-    return f"resources/data/{cohort}_volumes/{subject}/{name}"
+    sheet = subject_sheet()
+    if subject not in sheet.index:
+        raise ValueError(f"subject {subject!r} is not in the subject sheet {get_sheet_path()}")
+    return f"resources/data/{sheet.loc[subject, 'cohort']}_volumes/{subject}/{name}"
 
 
 def get_raw_t1(wildcards):
@@ -38,7 +53,7 @@ def get_raw_t1(wildcards):
 
 
 def get_raw_labels(wildcards):
-    return raw_path(wildcards.subject, config["label_file"])
+    return raw_path(wildcards.subject, DATASET["label_file"])
 
 
 def get_demo_index(wildcards):

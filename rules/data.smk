@@ -5,7 +5,7 @@ rule make_demo_subject:
     """
     output:
         t1="resources/data/{cohort}_volumes/{subject}/t1weighted.nii.gz",
-        labels=f"resources/data/{{cohort}}_volumes/{{subject}}/{config['label_file']}",
+        labels=f"resources/data/{{cohort}}_volumes/{{subject}}/{config['demo']['label_file']}",
     log:
         "logs/demo/{cohort}/{subject}.log",
     wildcard_constraints:
@@ -22,3 +22,49 @@ rule make_demo_subject:
         "../envs/meshseg.yaml"
     script:
         "../workflow/scripts/make_demo_subject.py"
+
+
+rule fetch_mindboggle:
+    """Mindboggle-101 from OSF: only the archives the selection needs, resumed, retried and
+    checked (size, sha256/md5) before use; only the chosen subject folders are extracted.
+
+    A rerun with the same selection downloads nothing (archives already whole are kept).
+    """
+    output:
+        table="resources/data/mindboggle101_subjects.tsv",
+    log:
+        "logs/data/fetch_mindboggle.log",
+    params:
+        data_dir=lambda wildcards, output: Path(output.table).parent,
+        api_url=DATASET.get("api_url"),
+        project=DATASET.get("project"),
+        folder=DATASET.get("folder"),
+        cohorts=DATASET.get("cohorts"),
+        subjects=DATASET.get("subjects"),
+    resources:
+        mem_mb=2000,
+        runtime=180,
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/fetch_mindboggle.py"
+
+
+checkpoint split_subjects:
+    """Seeded train / validation / test split, stratified by cohort, as the subject sheet.
+
+    A checkpoint: which subjects exist is known only after fetching. The table is ancient(), so
+    an edited sheet is kept until the fetched selection itself changes.
+    """
+    input:
+        ancient("resources/data/mindboggle101_subjects.tsv"),
+    output:
+        DATASET.get("sheet", "config/mindboggle101_subjects.tsv"),
+    log:
+        "logs/data/split_subjects.log",
+    params:
+        split=DATASET.get("split"),
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/split_subjects.py"

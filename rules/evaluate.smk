@@ -11,7 +11,7 @@ rule evaluate_subject:
     log:
         "logs/evaluate/{model}/{subject}.log",
     params:
-        labelset=config["labelset"],
+        labelset=DATASET["labelset"],
     resources:
         mem_mb=1500,
         runtime=10,

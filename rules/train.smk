@@ -14,7 +14,7 @@ rule train_model:
     params:
         train=get_train_config,
         model=get_model_params,
-        labelset=config["labelset"],
+        labelset=DATASET["labelset"],
     threads: min(config["compute"]["train_threads"], workflow.cores)
     resources:
         mem_mb=8000,

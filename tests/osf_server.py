@@ -63,15 +63,25 @@ def make_archive(cohort: str, subjects: list[str], seed: int = 0) -> bytes:
     hundred KB and a download spans several 64 KiB reads) and ``labels.DKT31.manual+aseg.nii.gz``.
     """
     rng = np.random.default_rng(seed)
-    top = f"{cohort}_volumes"
-    entries: list[tuple[str, bytes | None]] = [(top, None), (f"{top}/.DS_Store", b"\0Bud1")]
+    files = {}
     for subject in subjects:
         t1 = rng.integers(0, 255, (48, 48, 48), dtype=np.uint8)
         labels = rng.choice(np.array([0, 2, 41, 1002, 2002], np.int16), (12, 12, 12))
-        entries += [(f"{top}/{subject}", None),
-                    (f"{top}/{subject}/t1weighted.nii.gz", _nifti_gz(t1)),
-                    (f"{top}/{subject}/labels.DKT31.manual+aseg.nii.gz", _nifti_gz(labels)),
-                    (f"{top}/{subject}/.DS_Store", b"\0Bud1"),
+        files[subject] = {"t1weighted.nii.gz": _nifti_gz(t1),
+                          "labels.DKT31.manual+aseg.nii.gz": _nifti_gz(labels)}
+    return archive_of(cohort, files)
+
+
+def archive_of(cohort: str, subject_files: dict[str, dict[str, bytes]]) -> bytes:
+    """``<cohort>_volumes.tar.gz`` holding ``<cohort>_volumes/<subject>/<file>`` for the given
+    bytes, plus the litter real archives carry (``.DS_Store``, ``._*``, ``__MACOSX``, a README).
+    """
+    top = f"{cohort}_volumes"
+    entries: list[tuple[str, bytes | None]] = [(top, None), (f"{top}/.DS_Store", b"\0Bud1")]
+    for subject, files in subject_files.items():
+        entries.append((f"{top}/{subject}", None))
+        entries += [(f"{top}/{subject}/{name}", data) for name, data in files.items()]
+        entries += [(f"{top}/{subject}/.DS_Store", b"\0Bud1"),
                     (f"{top}/{subject}/._t1weighted.nii.gz", b"\0\5\26\7")]
     entries += [("__MACOSX", None), (f"__MACOSX/{top}/._x", b"x"), ("README.txt", b"stray")]
     buffer = io.BytesIO()

@@ -45,3 +45,9 @@ def stratified_split(subjects: pd.DataFrame, counts: dict[str, int], seed: int) 
 def write_split(subjects: pd.DataFrame, counts: dict[str, int], seed: int, path: str | os.PathLike) -> None:
     """Write :func:`stratified_split` as the subject sheet TSV (atomically)."""
     write_text(stratified_split(subjects, counts, seed).to_csv(sep="\t", index=False), path)
+
+
+def split_table_file(table_path: str | os.PathLike, counts: dict[str, int], seed: int,
+                     sheet_path: str | os.PathLike) -> None:
+    """Read a (subject, cohort) TSV and write its seeded, stratified subject sheet."""
+    write_split(pd.read_csv(table_path, sep="\t", dtype=str), counts, seed, sheet_path)
