@@ -56,18 +56,21 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, locations: np.ndar
 
 @torch.inference_mode()
 def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.device,
-                  dtype: torch.dtype | None, channels_last: bool, slab: int = 32) -> np.ndarray:
+                  dtype: torch.dtype | None, channels_last: bool, slab: int = 128,
+                  classify: int = 8) -> np.ndarray:
     """Class index per voxel from one fully convolutional pass, ``slab`` slices at a time.
 
-    Each slab is predicted with ``model.receptive_radius`` extra slices on both sides, so the
-    labels equal those of a single pass over the whole volume while the logits of only one
-    slab are ever held (MeshNet; a U-Net's pooling makes it depend on the tiling).
+    Each slab's features are computed with ``model.receptive_radius`` extra slices on both
+    sides, so the labels equal those of a single pass over the whole volume; the classifier
+    then runs ``classify`` slices at a time, so only that many slices of logits are ever held
+    (about 220 MB at 104 classes and 256^2). Needs MeshNet's ``layers`` / ``classifier`` split;
+    a U-Net's pooling makes its output depend on the tiling.
     """
     halo = getattr(model, "receptive_radius", None)
     if halo is None:
         raise ValueError(f"whole-volume inference needs a fully convolutional model (MeshNet), "
                          f"not {type(model).__name__}")
-    out = np.empty(image.shape, dtype=np.uint8)
+    out = np.empty(image.shape, dtype=np.uint8 if model.config.n_classes <= 256 else np.int16)
     depth = image.shape[0]
     for top in range(0, depth, slab):
         bottom = min(top + slab, depth)
@@ -76,8 +79,10 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.devic
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with runtime.autocast(device, dtype):
-            labels = model(x).argmax(1)[0]  # (last - first, H, W)
-        out[top:bottom] = labels[top - first:bottom - first].to(torch.uint8).cpu().numpy()
+            features = model.layers(x)[:, :, top - first:bottom - first]  # (1, F, bottom - top, H, W)
+            for start in range(0, bottom - top, classify):
+                labels = model.classifier(features[:, :, start:start + classify]).argmax(1)[0]
+                out[top + start:top + start + len(labels)] = labels.cpu().numpy()
     return out
 
 

@@ -64,15 +64,16 @@ def test_bf16_and_fp32_labels_agree_on_a_trained_looking_network():
     assert (fp32 == bf16).mean() >= 0.999
 
 
-@pytest.mark.parametrize("slab", [5, 40])
-def test_whole_volume_in_slabs_equals_one_pass(slab):
+@pytest.mark.parametrize("slab,classify", [(5, 2), (40, 8), (7, 3)])
+def test_whole_volume_in_slabs_equals_one_pass(slab, classify):
     from meshseg.inference import predict_whole
     torch.manual_seed(0)
     model = build_model(model_config("meshnet", 3)).eval()
     image = np.random.default_rng(0).random((40, 24, 20), dtype=np.float32)
     with torch.inference_mode():
         expected = model(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
-    got = predict_whole(model, image, torch.device("cpu"), None, channels_last=False, slab=slab)
+    got = predict_whole(model, image, torch.device("cpu"), None, channels_last=False, slab=slab,
+                        classify=classify)
     np.testing.assert_array_equal(got, expected)
 
 
