@@ -88,10 +88,13 @@ def get_train_config(wildcards):
         "steps": model.get("steps", config["train"]["steps"]),
         "patch": config["sampling"]["patch"],
         "sd": config["sampling"]["sd"],
-        "precision": config["compute"]["precision"],
-        "channels_last": config["compute"]["channels_last"],
-        "device": config["compute"]["device"],
+        **compute_settings(),
     }
+
+
+def compute_settings():
+    """Device, precision and memory layout, shared by training and inference."""
+    return {key: config["compute"][key] for key in ("precision", "channels_last", "device")}
 
 
 def get_model_params(wildcards):
@@ -103,9 +106,7 @@ def get_inference_config(wildcards):
     return {
         **config["inference"],
         "sd": config["sampling"]["sd"],
-        "precision": config["compute"]["precision"],
-        "channels_last": config["compute"]["channels_last"],
-        "device": config["compute"]["device"],
+        **compute_settings(),
     }
 
 
