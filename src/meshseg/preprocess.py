@@ -21,11 +21,10 @@ def prepare_file(in_path: str | os.PathLike, out_path: str | os.PathLike, size: 
         if data.dtype.kind == "f" and not np.allclose(data, np.rint(data), atol=1e-3):
             raise ImageError(in_path, "label image holds non-integer values")
         data = np.rint(data).astype(np.int32) if data.dtype.kind == "f" else data
+    elif data.min() == data.max():  # checked before padding adds zeros to it
+        raise ImageError(in_path, f"constant image (every voxel is {data.min()}): nothing to segment")
     padded, affine = pad_to_cube(data, affine, size)
     if not labels:
-        try:
-            padded = minmax_normalise(padded)
-        except ValueError as err:
-            raise ImageError(in_path, str(err)) from None
+        padded = minmax_normalise(padded)
     save_image(padded, affine, out_path)
     log.info("%s -> %s, shape %s", in_path, out_path, padded.shape)

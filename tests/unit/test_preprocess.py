@@ -1,0 +1,38 @@
+import nibabel as nib
+import numpy as np
+import pytest
+
+from meshseg.io import ImageError, save_image
+from meshseg.preprocess import prepare_file
+
+
+def test_t1_is_padded_and_normalised(tmp_path):
+    data = np.zeros((4, 6, 8), np.uint8)
+    data[1:3, 2:4, 3:5] = 200
+    data[0, 0, 0] = 10
+    save_image(data, np.eye(4), tmp_path / "t1.nii.gz")
+    prepare_file(tmp_path / "t1.nii.gz", tmp_path / "out" / "t1.nii.gz", size=10)
+    img = nib.load(tmp_path / "out" / "t1.nii.gz")
+    out = np.asarray(img.dataobj)
+    assert out.shape == (10, 10, 10) and out.dtype == np.float32
+    assert out.min() == 0.0 and out.max() == 1.0 and out[3, 2, 1] == pytest.approx(10 / 200)
+    np.testing.assert_allclose(img.affine @ [3, 2, 1, 1], [0, 0, 0, 1])
+
+
+def test_labels_are_padded_not_scaled_and_float_labels_rounded(tmp_path):
+    labels = np.zeros((4, 4, 4), np.float32)
+    labels[1, 1, 1] = 1002.0000001
+    save_image(labels, np.eye(4), tmp_path / "labels.nii.gz")
+    prepare_file(tmp_path / "labels.nii.gz", tmp_path / "out.nii.gz", size=6, labels=True)
+    out = np.asarray(nib.load(tmp_path / "out.nii.gz").dataobj)
+    assert out.dtype.kind == "i" and set(np.unique(out)) == {0, 1002} and out[2, 2, 2] == 1002
+
+
+def test_errors_name_the_file_and_leave_no_output(tmp_path):
+    save_image(np.full((4, 4, 4), 7, np.uint8), np.eye(4), tmp_path / "flat.nii.gz")
+    with pytest.raises(ImageError, match=r"flat\.nii\.gz: constant image"):
+        prepare_file(tmp_path / "flat.nii.gz", tmp_path / "o.nii.gz")
+    save_image(np.full((4, 4, 4), 1.5, np.float32), np.eye(4), tmp_path / "half.nii.gz")
+    with pytest.raises(ImageError, match=r"half\.nii\.gz: label image holds non-integer values"):
+        prepare_file(tmp_path / "half.nii.gz", tmp_path / "o.nii.gz", labels=True)
+    assert not (tmp_path / "o.nii.gz").exists()
