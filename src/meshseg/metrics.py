@@ -18,7 +18,11 @@ def dice_per_class(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.nd
 
     This is Catalyst.Neuro's convention (REFERENCE.md section 1.6).
     """
-    cm = confusion_matrix(truth, pred, n_classes)
+    return dice_from_confusion(confusion_matrix(truth, pred, n_classes))
+
+
+def dice_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """Per-class Dice of a ``(C, C)`` confusion matrix (absent from both: 1)."""
     tp = np.diag(cm).astype(np.float64)
     denom = cm.sum(axis=0) + cm.sum(axis=1)  # (TP + FP) + (TP + FN)
     with np.errstate(invalid="ignore", divide="ignore"):

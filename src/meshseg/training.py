@@ -24,7 +24,7 @@ from meshseg.checkpoint import load_checkpoint, save_checkpoint
 from meshseg.dataset import Volume, crop_batch, load_volumes, random_batch
 from meshseg.io import write_text
 from meshseg.labels import LabelSet, load_labelset
-from meshseg.metrics import confusion_matrix
+from meshseg.metrics import confusion_matrix, dice_from_confusion, foreground_dice
 from meshseg.models import build_model
 from meshseg.models import model_config as make_model_config
 from meshseg.subvolumes import gaussian_locations
@@ -65,10 +65,7 @@ def validation_dice(model: torch.nn.Module, batches: list, n_classes: int, devic
             pred = model(_to_device(x, device, channels_last)).argmax(1).cpu().numpy()
         cm += confusion_matrix(y.numpy(), pred, n_classes)
     model.train()
-    tp = np.diag(cm)
-    denom = cm.sum(0) + cm.sum(1)
-    present = [c for c in range(1, n_classes) if cm[c].sum() > 0]
-    return float(np.mean([2 * tp[c] / denom[c] for c in present])) if present else float("nan")
+    return foreground_dice(dice_from_confusion(cm), true_voxels=cm.sum(axis=1))
 
 
 def _validation_batches(volumes: list[Volume], config: TrainConfig) -> list:
