@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from meshseg import io
+from meshseg.labels import integer_labels
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def conform(img: nib.spatialimages.SpatialImage, labels: bool = False) -> nib.Ni
     vox2vox = np.linalg.inv(img.affine) @ affine
     data = np.asanyarray(img.dataobj)
     if labels:
-        out = _resample(_label_volume(data), vox2vox, size, _nearest)
+        out = _resample(integer_labels(data), vox2vox, size, _nearest)
     else:
         out = _resample(uchar_scale(data), vox2vox, size, _trilinear_uchar)
     logger.info("conformed %s of shape %s to %d^3", "labels" if labels else "T1", img.shape, size)
@@ -197,23 +198,6 @@ def _to_uchar(values: np.ndarray) -> np.ndarray:
     values = np.clip(values, 0, 255)
     whole = np.floor(values)
     return (whole + (values - whole >= 0.5)).astype(np.uint8)
-
-
-def _label_volume(data: np.ndarray) -> np.ndarray:
-    """Labels as int16 if they fit, else int32; floats rounded once checked to be whole."""
-    if data.dtype.kind == "f":
-        rounded = np.rint(data)
-        worst = float(np.abs(data - rounded).max(initial=0.0))
-        if not worst <= 1e-3:  # also catches NaN
-            raise ValueError(f"label image has non-integral values ({worst:.3g} from a whole number)")
-        data = rounded
-    elif data.dtype.kind not in "iub":
-        raise ValueError(f"label image has dtype {data.dtype}; expected integers")
-    low, high = min(data.min(), 0), max(data.max(), 0)  # 0 fills the space beyond the input
-    for dtype in (np.int16, np.int32):
-        if np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max:
-            return data.astype(dtype)
-    raise ValueError(f"label values {low}..{high} do not fit int32")
 
 
 def _trilinear_uchar(volume: np.ndarray, coords: np.ndarray) -> np.ndarray:

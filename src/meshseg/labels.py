@@ -129,6 +129,27 @@ class LabelSet:
         return cls(name=data["name"], classes=classes, unlisted=data.get("unlisted", "error"))
 
 
+def integer_labels(data: np.ndarray) -> np.ndarray:
+    """Labels as int16 if they fit, else int32; floats rounded once checked to be whole.
+
+    Label files are sometimes stored as floats (some Mindboggle-101 files are); a value more
+    than 1e-3 from a whole number, or NaN, raises ValueError.
+    """
+    if data.dtype.kind == "f":
+        rounded = np.rint(data)
+        worst = float(np.abs(data - rounded).max(initial=0.0))
+        if not worst <= 1e-3:  # also catches NaN
+            raise ValueError(f"label image has non-integral values ({worst:.3g} from a whole number)")
+        data = rounded
+    elif data.dtype.kind not in "iub":
+        raise ValueError(f"label image has dtype {data.dtype}; expected integers")
+    low, high = min(data.min(), 0), max(data.max(), 0)  # 0 fills the space beyond the input
+    for dtype in (np.int16, np.int32):
+        if np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max:
+            return data.astype(dtype)
+    raise ValueError(f"label values {low}..{high} do not fit int32")
+
+
 def available_labelsets() -> list[str]:
     """Names of the label sets shipped with meshseg."""
     folder = resources.files("meshseg") / "labelsets"

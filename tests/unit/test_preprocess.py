@@ -33,6 +33,6 @@ def test_errors_name_the_file_and_leave_no_output(tmp_path):
     with pytest.raises(ImageError, match=r"flat\.nii\.gz: constant image"):
         prepare_file(tmp_path / "flat.nii.gz", tmp_path / "o.nii.gz")
     save_image(np.full((4, 4, 4), 1.5, np.float32), np.eye(4), tmp_path / "half.nii.gz")
-    with pytest.raises(ImageError, match=r"half\.nii\.gz: label image holds non-integer values"):
+    with pytest.raises(ImageError, match=r"half\.nii\.gz: label image has non-integral values"):
         prepare_file(tmp_path / "half.nii.gz", tmp_path / "o.nii.gz", labels=True)
     assert not (tmp_path / "o.nii.gz").exists()
