@@ -17,6 +17,7 @@ include: "rules/preprocess.smk"
 include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/evaluate.smk"
+include: "rules/experiment.smk"
 
 
 ##### target rules #####
@@ -26,3 +27,10 @@ rule all:
     input:
         get_final_outputs(),
     default_target: True
+
+
+rule segment:
+    """Segment the test subjects (every subject of a folder with pretrained models): labels
+    on each subject's own T1 grid and the volume table, without the experiments."""
+    input:
+        get_segmentations(),

@@ -11,10 +11,13 @@ validate(config, "../config/schema.yaml")
 # plain clone, in conda environments and on SLURM nodes alike.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from meshseg.folder import find_subjects, folder_sheet  # noqa: E402
 from meshseg.subjects import read_subject_sheet  # noqa: E402
 
 DATASET = config[config["dataset"]]  # the settings block of the chosen dataset
-MODELS = config["models"]
+# Pretrained models (name -> checkpoint) replace the trained ones: nothing is trained then.
+PRETRAINED = config["pretrained"]
+MODELS = PRETRAINED or config["models"]
 
 
 wildcard_constraints:
@@ -22,16 +25,45 @@ wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
 
 
+def check_inference_modes():
+    """Whole-volume inference needs a fully convolutional model: MeshNet, not the U-Net."""
+    for name, model in config["models"].items():
+        if not PRETRAINED and model.get("inference") == "whole" and model["arch"] != "meshnet":
+            raise ValueError(
+                f"config models.{name}: inference 'whole' needs arch meshnet, not {model['arch']}"
+            )
+
+
+check_inference_modes()
+
+
 def get_sheet_path():
     """The subject sheet: the demo's own, or the Mindboggle-101 split written after fetching."""
     return config["subjects"] if config["dataset"] == "demo" else DATASET["sheet"]
 
 
+def folder_files():
+    """T1 and label paths of the folder dataset's subjects (columns subject, t1, labels)."""
+    if not hasattr(folder_files, "table"):
+        folder_files.table = find_subjects(DATASET["t1"], DATASET["labels"]).set_index(
+            "subject", drop=False
+        )
+    return folder_files.table
+
+
 def subject_sheet():
-    """The checked subject sheet; for Mindboggle-101 once the split checkpoint has run."""
+    """The checked subject sheet; for Mindboggle-101 once the split checkpoint has run.
+
+    A folder dataset without a sheet of its own is split here (seeded, labelled subjects
+    only; everything is a test subject when the models are pretrained).
+    """
     if config["dataset"] == "mindboggle101":
         checkpoints.split_subjects.get()
-    return read_subject_sheet(get_sheet_path())
+    if config["dataset"] == "folder" and not DATASET["sheet"]:
+        split = dict(DATASET["split"])
+        seed = split.pop("seed")
+        return folder_sheet(folder_files(), split, seed, train=not PRETRAINED)
+    return read_subject_sheet(get_sheet_path(), require_train=not PRETRAINED)
 
 
 def subjects_in(split):
@@ -48,11 +80,37 @@ def raw_path(subject, name):
     return f"resources/data/{sheet.loc[subject, 'cohort']}_volumes/{subject}/{name}"
 
 
+def folder_file(subject, kind):
+    """The folder dataset's t1 or labels file of one subject ('' when it has no labels)."""
+    files = folder_files()
+    if subject not in files.index:
+        raise ValueError(
+            f"subject {subject!r} has no T1 matching folder.t1 {DATASET['t1']!r}; "
+            f"found: {', '.join(files.index)}"
+        )
+    return files.loc[subject, kind]
+
+
 def get_raw_t1(wildcards):
+    if config["dataset"] == "folder":
+        return folder_file(wildcards.subject, "t1")
     return raw_path(wildcards.subject, "t1weighted.nii.gz")
 
 
+def has_labels(subject):
+    """Every demo and Mindboggle subject has labels; folder subjects may not."""
+    return config["dataset"] != "folder" or folder_file(subject, "labels") != ""
+
+
 def get_raw_labels(wildcards):
+    if config["dataset"] == "folder":
+        labels = folder_file(wildcards.subject, "labels")
+        if not labels:
+            raise ValueError(
+                f"subject {wildcards.subject!r} has no label file matching folder.labels "
+                f"{DATASET['labels']!r}"
+            )
+        return labels
     return raw_path(wildcards.subject, DATASET["label_file"])
 
 
@@ -98,15 +156,37 @@ def compute_settings():
 
 
 def get_model_params(wildcards):
-    """Architecture keys of one model entry (everything but its steps)."""
-    return {k: v for k, v in MODELS[wildcards.model].items() if k != "steps"}
+    """Architecture keys of one model entry (everything but its steps and inference mode)."""
+    return {k: v for k, v in MODELS[wildcards.model].items() if k not in ("steps", "inference")}
+
+
+def checkpoint_path(model):
+    """A model's checkpoint: the pretrained file given in config, or the one trained here."""
+    return PRETRAINED[model] if PRETRAINED else f"results/models/{model}/checkpoint.pt"
+
+
+def get_checkpoint(wildcards):
+    return checkpoint_path(wildcards.model)
 
 
 def get_inference_config(wildcards):
+    """InferenceConfig fields: the inference block, the model's own mode (vote | whole)."""
+    model = MODELS[wildcards.model]
     return {
         **config["inference"],
+        "mode": "vote" if PRETRAINED else model.get("inference", "vote"),
         "sd": config["sampling"]["sd"],
         **compute_settings(),
+    }
+
+
+def get_truth(wildcards):
+    """The prepared and native label files of a subject, or nothing when it has none."""
+    if not has_labels(wildcards.subject):
+        return {}
+    return {
+        "truth": prepared(wildcards.subject, "labels"),
+        "native_truth": get_raw_labels(wildcards),
     }
 
 
@@ -126,7 +206,7 @@ def get_metric_tables(wildcards):
 
 
 def get_checkpoints(wildcards):
-    return expand("results/models/{model}/checkpoint.pt", model=MODELS)
+    return [checkpoint_path(m) for m in MODELS]
 
 
 def get_inference_stats(wildcards):
@@ -137,5 +217,27 @@ def get_inference_stats(wildcards):
     )
 
 
+def labelled_test_subjects():
+    return [s for s in subjects_in("test") if has_labels(s)]
+
+
+def get_experiment_runs(wildcards):
+    return expand(
+        "results/experiments/{model}/{subject}.tsv", model=MODELS, subject=labelled_test_subjects()
+    )
+
+
+def get_segmentations(wildcards=None):
+    """Every test subject's labels on its own T1 grid, and the volume table (target segment)."""
+    return expand(
+        "results/predictions/{model}/{subject}/labels_native.nii.gz",
+        model=MODELS,
+        subject=subjects_in("test"),
+    ) + ["results/volumes.tsv"]
+
+
 def get_final_outputs():
-    return ["results/comparison.tsv", "results/dice.tsv", "results/volumes.tsv"]
+    outputs = ["results/comparison.tsv", "results/dice.tsv", "results/volumes.tsv"]
+    if labelled_test_subjects():
+        outputs.append("results/experiments/dice_vs_subvolumes.tsv")
+    return outputs

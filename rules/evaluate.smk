@@ -1,11 +1,13 @@
 rule evaluate_subject:
-    """Dice per class and structure volumes (mm^3) of one prediction against its truth.
+    """Dice per class (conformed and native space) and structure volumes (mm^3) of one
+    prediction; a subject without labels (folder dataset) gets volumes only.
 
     Group "segment": on a cluster it runs in the SLURM job that segmented the subject.
     """
     input:
+        unpack(get_truth),
         prediction="results/predictions/{model}/{subject}/labels.nii.gz",
-        truth="results/prepared/{subject}/labels.nii.gz",
+        native="results/predictions/{model}/{subject}/labels_native.nii.gz",
     output:
         "results/metrics/{model}/{subject}.tsv",
     log:

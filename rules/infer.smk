@@ -7,7 +7,7 @@ rule segment_subject:
     compute.gpu is true (get_gpus); the group asks for the most any of its steps asks.
     """
     input:
-        checkpoint="results/models/{model}/checkpoint.pt",
+        checkpoint=get_checkpoint,
         image="results/prepared/{subject}/t1.nii.gz",
     output:
         labels="results/predictions/{model}/{subject}/labels.nii.gz",
@@ -29,3 +29,26 @@ rule segment_subject:
         "../envs/meshseg.yaml"
     script:
         "../workflow/scripts/segment.py"
+
+
+rule native_labels:
+    """Predicted labels back on the subject's own T1 grid (nearest neighbour, its exact header).
+
+    Group "segment": on a cluster it runs in the SLURM job that segmented the subject.
+    """
+    input:
+        labels="results/predictions/{model}/{subject}/labels.nii.gz",
+        reference=get_raw_t1,
+    output:
+        "results/predictions/{model}/{subject}/labels_native.nii.gz",
+    log:
+        "logs/native/{model}/{subject}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    group:
+        "segment"
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/native.py"

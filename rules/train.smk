@@ -1,26 +1,28 @@
-rule train_model:
-    """Train one model of config["models"] on the train split; validation Dice on the way.
+if not PRETRAINED:  # pretrained models (config "pretrained") are used as they are
 
-    A killed job resumes from checkpoint.pt.resume.pt (kept beside the output) on rerun.
-    One SLURM job per model (no group); gpu=1 when config compute.gpu is true (get_gpus).
-    """
-    input:
-        unpack(get_training_inputs),
-    output:
-        checkpoint="results/models/{model}/checkpoint.pt",
-        curve="results/models/{model}/training_curve.tsv",
-    log:
-        "logs/train/{model}.log",
-    params:
-        train=get_train_config,
-        model=get_model_params,
-        labelset=DATASET["labelset"],
-    threads: min(config["compute"]["train_threads"], workflow.cores)
-    resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=get_gpus(),
-    conda:
-        "../envs/meshseg.yaml"
-    script:
-        "../workflow/scripts/train.py"
+    rule train_model:
+        """Train one model of config["models"] on the train split; validation Dice on the way.
+
+        A killed job resumes from checkpoint.pt.resume.pt (kept beside the output) on rerun.
+        One SLURM job per model (no group); gpu=1 when config compute.gpu is true (get_gpus).
+        """
+        input:
+            unpack(get_training_inputs),
+        output:
+            checkpoint="results/models/{model}/checkpoint.pt",
+            curve="results/models/{model}/training_curve.tsv",
+        log:
+            "logs/train/{model}.log",
+        params:
+            train=get_train_config,
+            model=get_model_params,
+            labelset=DATASET["labelset"],
+        threads: min(config["compute"]["train_threads"], workflow.cores)
+        resources:
+            mem_mb=8000,
+            runtime=240,
+            gpu=get_gpus(),
+        conda:
+            "../envs/meshseg.yaml"
+        script:
+            "../workflow/scripts/train.py"

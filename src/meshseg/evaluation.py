@@ -1,8 +1,9 @@
-"""Compare a predicted label map with the truth: Dice and volumes per structure."""
+"""Per-structure tables of a predicted label map: Dice and volumes against the truth, or volumes alone."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -12,43 +13,85 @@ from meshseg.labels import LabelClass, LabelSet, load_labelset
 from meshseg.metrics import class_volumes, dice_per_class, voxel_volume
 
 
+def _load_ids(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Label ids (int64, floats rounded) and the affine of a label map."""
+    ids, affine = load_volume(path)
+    return np.rint(ids).astype(np.int64), affine
+
+
 def _load_pair(pred_path: str | os.PathLike, truth_path: str | os.PathLike):
-    pred, pred_affine = load_volume(pred_path)
-    truth, truth_affine = load_volume(truth_path)
+    pred, pred_affine = _load_ids(pred_path)
+    truth, truth_affine = _load_ids(truth_path)
     if pred.shape != truth.shape or not np.allclose(pred_affine, truth_affine, atol=1e-3):
         raise ImageError(pred_path, f"grid {pred.shape} does not match the truth {truth_path} {truth.shape}")
-    return np.rint(pred).astype(np.int64), np.rint(truth).astype(np.int64), voxel_volume(truth_affine)
+    return pred, truth, voxel_volume(truth_affine)
+
+
+def _predicted_classes(ids: np.ndarray, labelset: LabelSet, source: str) -> np.ndarray:
+    """Class indices of a predicted label map, which holds the set's output ids (``id``).
+
+    Truth files hold source ids instead (``source_ids``, e.g. FreeSurfer's 3 and 42 for the
+    ``gwm`` set's 702); an id that is no class's output id is an error naming ``source``.
+    """
+    by_id = LabelSet(labelset.name, tuple(replace(c, source_ids=(c.id,)) for c in labelset.classes))
+    return by_id.to_classes(ids, source=source)
+
+
+def _class_columns(labelset: LabelSet) -> dict[str, list]:
+    """The leading columns of every per-class table: class, id, name."""
+    return {"class": list(range(labelset.n_classes)), "id": [c.id for c in labelset.classes],
+            "name": labelset.names}
 
 
 def structure_table(pred_path: str | os.PathLike, truth_path: str | os.PathLike,
                     labelset: LabelSet | None = None) -> pd.DataFrame:
     """One row per class: class, id, name, dice, predicted_mm3, true_mm3.
 
-    Without a label set, every id present in either image is its own class (named by id).
+    ``pred_path`` holds the set's output ids, ``truth_path`` its source ids. Without a label set, every id present in either image is its own class (named by id).
     """
     pred_ids, truth_ids, voxel_mm3 = _load_pair(pred_path, truth_path)
     if labelset is None:
         ids = np.union1d(np.unique(pred_ids), np.unique(truth_ids))
         labelset = LabelSet("ids", tuple(LabelClass(i, int(v), str(v), (0, 0, 0), (int(v),))
                                          for i, v in enumerate(ids)))
-    pred = labelset.to_classes(pred_ids, source=str(pred_path))
+    pred = _predicted_classes(pred_ids, labelset, str(pred_path))
     truth = labelset.to_classes(truth_ids, source=str(truth_path))
     n = labelset.n_classes
     return pd.DataFrame({
-        "class": np.arange(n),
-        "id": [c.id for c in labelset.classes],
-        "name": labelset.names,
+        **_class_columns(labelset),
         "dice": dice_per_class(truth, pred, n),
         "predicted_mm3": class_volumes(pred, n, voxel_mm3),
         "true_mm3": class_volumes(truth, n, voxel_mm3),
     })
 
 
-def evaluate_files(pred_path: str | os.PathLike, truth_path: str | os.PathLike, labelset_name: str,
-                   subject: str, model: str, out_path: str | os.PathLike) -> pd.DataFrame:
-    """Write the structure table of one subject and model, with those two columns first."""
-    table = structure_table(pred_path, truth_path, load_labelset(labelset_name))
+def volume_table(pred_path: str | os.PathLike, labelset: LabelSet) -> pd.DataFrame:
+    """One row per class of a label map without truth: class, id, name, predicted_mm3."""
+    ids, affine = _load_ids(pred_path)
+    classes = _predicted_classes(ids, labelset, str(pred_path))
+    return pd.DataFrame({**_class_columns(labelset),
+                         "predicted_mm3": class_volumes(classes, labelset.n_classes, voxel_volume(affine))})
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a per-class table as TSV (atomically), floats to 6 significant digits."""
+    write_text(table.to_csv(sep="\t", index=False, float_format="%.6g"), path)
+
+
+def evaluate_subject(pred_path: str | os.PathLike, native_pred_path: str | os.PathLike,
+                     truth_path: str | os.PathLike | None, native_truth_path: str | os.PathLike | None,
+                     labelset_name: str, subject: str, model: str,
+                     out_path: str | os.PathLike) -> pd.DataFrame:
+    """Write one subject's metrics table (tables.STRUCTURE_COLUMNS): Dice in the conformed
+    space and on the subject's own grid (``native_dice``), and volumes; without truth
+    (``truth_path`` None), the predicted volumes only."""
+    labelset = load_labelset(labelset_name)
+    if truth_path is None:
+        table = volume_table(pred_path, labelset)
+    else:
+        table = structure_table(pred_path, truth_path, labelset)
+        table.insert(4, "native_dice", structure_table(native_pred_path, native_truth_path, labelset)["dice"])
     table.insert(0, "model", model)
     table.insert(0, "subject", subject)
-    write_text(table.to_csv(sep="\t", index=False, float_format="%.6g"), out_path)
+    write_table(table, out_path)
     return table

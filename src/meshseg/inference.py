@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from meshseg import runtime
 from meshseg.checkpoint import model_from_checkpoint
 from meshseg.io import load_volume, save_image, write_text
+from meshseg.labels import LabelSet
 from meshseg.subvolumes import inference_locations
 from meshseg.vote import VoteAggregator
 
@@ -37,11 +39,11 @@ class InferenceConfig:
 
 
 @torch.inference_mode()
-def predict_volume(model: torch.nn.Module, image: np.ndarray, locations: np.ndarray, patch: int,
-                   n_classes: int, batch_size: int, device: torch.device,
-                   dtype: torch.dtype | None, channels_last: bool) -> np.ndarray:
-    """Class index per voxel by majority vote of the crops at ``locations`` (start corners)."""
-    votes = VoteAggregator(image.shape, n_classes)
+def predict_crops(model: torch.nn.Module, image: np.ndarray, locations: np.ndarray, patch: int,
+                  batch_size: int, device: torch.device, dtype: torch.dtype | None,
+                  channels_last: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Class indices ``(B, p, p, p)`` (uint8) of the crops at ``locations``, batch by batch,
+    each with its start corners ``(B, 3)``."""
     for start in range(0, len(locations), batch_size):
         chunk = locations[start:start + batch_size]
         x = np.stack([image[a:a + patch, b:b + patch, c:c + patch] for a, b, c in chunk])[:, None]
@@ -50,7 +52,17 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, locations: np.ndar
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with runtime.autocast(device, dtype):
             labels = model(x).argmax(1)  # (B, p, p, p)
-        votes.add(labels.to(torch.uint8).cpu().numpy(), chunk)
+        yield labels.to(torch.uint8).cpu().numpy(), chunk
+
+
+def predict_volume(model: torch.nn.Module, image: np.ndarray, locations: np.ndarray, patch: int,
+                   n_classes: int, batch_size: int, device: torch.device,
+                   dtype: torch.dtype | None, channels_last: bool) -> np.ndarray:
+    """Class index per voxel by majority vote of the crops at ``locations`` (start corners)."""
+    votes = VoteAggregator(image.shape, n_classes)
+    for labels, chunk in predict_crops(model, image, locations, patch, batch_size, device, dtype,
+                                       channels_last):
+        votes.add(labels, chunk)
     return votes.result()
 
 
@@ -86,10 +98,10 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.devic
     return out
 
 
-def segment_file(checkpoint_path: str | os.PathLike, image_path: str | os.PathLike,
-                 labels_path: str | os.PathLike, lut_path: str | os.PathLike,
-                 stats_path: str | os.PathLike, config: InferenceConfig, patch: int = 38) -> dict:
-    """Segment one prepared image; write label ids (NIfTI), the colour LUT and timing JSON."""
+def load_model(checkpoint_path: str | os.PathLike, config: InferenceConfig
+               ) -> tuple[torch.nn.Module, LabelSet, torch.device, torch.dtype | None]:
+    """The checkpoint's network on the configured device and memory layout, its label set,
+    the device and the autocast dtype (None: fp32); also sets the thread count."""
     runtime.set_threads(config.threads)
     device = runtime.select_device(config.device)
     dtype = runtime.autocast_dtype(device, config.precision)
@@ -97,6 +109,14 @@ def segment_file(checkpoint_path: str | os.PathLike, image_path: str | os.PathLi
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
+    return model, labelset, device, dtype
+
+
+def segment_file(checkpoint_path: str | os.PathLike, image_path: str | os.PathLike,
+                 labels_path: str | os.PathLike, lut_path: str | os.PathLike,
+                 stats_path: str | os.PathLike, config: InferenceConfig, patch: int = 38) -> dict:
+    """Segment one prepared image; write label ids (NIfTI), the colour LUT and timing JSON."""
+    model, labelset, device, dtype = load_model(checkpoint_path, config)
     image, affine = load_volume(image_path)
     image = image.astype(np.float32, copy=False)
     if config.mode not in MODES:

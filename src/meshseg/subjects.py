@@ -10,11 +10,11 @@ SPLITS = ("train", "validation", "test")
 COLUMNS = ("subject", "cohort", "split")
 
 
-def read_subject_sheet(path: str | os.PathLike) -> pd.DataFrame:
+def read_subject_sheet(path: str | os.PathLike, require_train: bool = True) -> pd.DataFrame:
     """Read and check a TSV with columns subject, cohort, split; index is the subject.
 
     Raises ``ValueError`` naming the file for: missing columns, no rows, duplicated or empty
-    subject ids, unknown splits, or a sheet without training subjects.
+    subject ids, unknown splits, or (with ``require_train``) a sheet without training subjects.
     """
     try:
         sheet = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
@@ -33,6 +33,6 @@ def read_subject_sheet(path: str | os.PathLike) -> pd.DataFrame:
     bad = sorted(set(sheet["split"]) - set(SPLITS))
     if bad:
         raise ValueError(f"{path}: unknown split values {bad}; use {list(SPLITS)}")
-    if not (sheet["split"] == "train").any():
+    if require_train and not (sheet["split"] == "train").any():
         raise ValueError(f"{path}: no subject has split 'train'")
     return sheet.set_index("subject", drop=False).sort_index()

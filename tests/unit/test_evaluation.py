@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from meshseg.checkpoint import save_checkpoint
-from meshseg.evaluation import evaluate_files, structure_table
+from meshseg.evaluation import evaluate_subject, structure_table, volume_table
 from meshseg.io import ImageError, save_image
 from meshseg.labels import load_labelset
 from meshseg.models import build_model, model_config
@@ -53,10 +53,14 @@ def test_summarise_builds_the_three_tables(tmp_path):
         save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
                          "labelset": load_labelset("demo_gwm").to_dict(), "step": 1}, checkpoints[model])
         stats[model] = []
-        for subject in ("s1", "s2"):
+        for subject in ("s1", "s2", "unlabelled"):
             folder = tmp_path / model / subject
             folder.mkdir(parents=True)
-            evaluate_files(*write_pair(folder, pred, truth), "demo_gwm", subject, model, folder / "m.tsv")
+            pred_path, truth_path = write_pair(folder, pred, truth)
+            if subject == "unlabelled":
+                truth_path = None
+            evaluate_subject(pred_path, pred_path, truth_path, truth_path, "demo_gwm", subject, model,
+                             folder / "m.tsv")
             metrics.append(folder / "m.tsv")
             (folder / "inference.json").write_text(json.dumps(
                 {"seconds": 2.0, "subvolumes": 10, "subvolumes_per_second": 5.0, "device": "cpu"}))
@@ -73,6 +77,28 @@ def test_summarise_builds_the_three_tables(tmp_path):
     assert rows.loc["u", "checkpoint_bytes"] == checkpoints["u"].stat().st_size
     assert rows.loc["mesh", "subvolumes_per_second"] == 5.0 and rows.loc["mesh", "seconds_per_subject"] == 2.0
     dice = pd.read_csv(tmp_path / "dice.tsv", sep="\t")
-    assert list(dice.columns) == ["subject", "model", "class", "id", "name", "dice"] and len(dice) == 12
-    assert pd.read_csv(tmp_path / "volumes.tsv", sep="\t")["true_mm3"].sum() == 4 * 12
+    assert list(dice.columns) == ["subject", "model", "class", "id", "name", "dice", "native_dice"]
+    assert len(dice) == 12 and "unlabelled" not in set(dice["subject"])
+    assert (dice["dice"] == dice["native_dice"]).all()
+    assert rows.loc["mesh", "subjects"] == 2 and rows.loc["mesh", "native_foreground_dice_mean"] == 1.0
+    volumes = pd.read_csv(tmp_path / "volumes.tsv", sep="\t")
+    assert len(volumes) == 18 and volumes["true_mm3"].sum() == 4 * 12
+    assert volumes.loc[volumes["subject"] == "unlabelled", "true_mm3"].isna().all()
     assert torch.load(checkpoints["u"], weights_only=False)["step"] == 1
+
+
+def test_volume_table_without_truth(tmp_path):
+    pred, _ = write_pair(tmp_path, [[[0, 1, 1, 2, 2, 2]]], [[[0, 0, 0, 0, 0, 0]]])
+    table = volume_table(pred, load_labelset("demo_gwm"))
+    assert list(table.columns) == ["class", "id", "name", "predicted_mm3"]
+    np.testing.assert_allclose(table["predicted_mm3"], [2, 4, 6])
+
+
+def test_predictions_hold_output_ids_and_truth_source_ids(tmp_path):
+    # gwm: prediction 702/703 (FSL-FAST ids), truth FreeSurfer ids 3 (cortex) and 2 (WM)
+    pred, truth = write_pair(tmp_path, [[[0, 702, 703, 703]]], [[[0, 3, 2, 2]]])
+    table = structure_table(pred, truth, load_labelset("gwm"))
+    np.testing.assert_allclose(table["dice"], [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(volume_table(pred, load_labelset("gwm"))["predicted_mm3"], [2, 2, 4])
+    with pytest.raises(ValueError, match=r"truth\.nii\.gz: label ids not in label set"):
+        volume_table(truth, load_labelset("gwm"))  # 3 is no output id

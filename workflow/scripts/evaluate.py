@@ -1,6 +1,14 @@
-from meshseg.evaluation import evaluate_files
+from meshseg.evaluation import evaluate_subject
 from meshseg.logs import log_to
 
 log_to(snakemake.log[0])
-evaluate_files(snakemake.input.prediction, snakemake.input.truth, snakemake.params.labelset,
-               snakemake.wildcards.subject, snakemake.wildcards.model, snakemake.output[0])
+evaluate_subject(
+    snakemake.input.prediction,
+    snakemake.input.native,
+    snakemake.input.get("truth"),
+    snakemake.input.get("native_truth"),
+    snakemake.params.labelset,
+    snakemake.wildcards.subject,
+    snakemake.wildcards.model,
+    snakemake.output[0],
+)

@@ -1,0 +1,46 @@
+rule dice_vs_subvolumes:
+    """Dice against the number of subvolumes N of the vote (and whole-volume, for MeshNet).
+
+    One crop sequence per subject is predicted once and each N votes over its first N crops
+    (meshseg.experiments); config experiment.subvolume_counts lists the N.
+    """
+    input:
+        checkpoint=get_checkpoint,
+        image="results/prepared/{subject}/t1.nii.gz",
+        truth="results/prepared/{subject}/labels.nii.gz",
+    output:
+        "results/experiments/{model}/{subject}.tsv",
+    log:
+        "logs/experiments/{model}/{subject}.log",
+    params:
+        counts=config["experiment"]["subvolume_counts"],
+        inference=get_inference_config,
+        patch=config["sampling"]["patch"],
+    threads: min(config["compute"]["infer_threads"], workflow.cores)
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=get_gpus(),
+    group:
+        "segment"
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/dice_vs_subvolumes.py"
+
+
+rule summarise_experiments:
+    """One table of Dice against N over every test subject with labels and every model."""
+    input:
+        get_experiment_runs,
+    output:
+        "results/experiments/dice_vs_subvolumes.tsv",
+    log:
+        "logs/experiments/summarise.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/concat_tables.py"

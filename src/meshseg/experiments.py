@@ -1,0 +1,79 @@
+"""Dice against the number of subvolumes N (the seed: Dice grows with N) and whole-volume."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from meshseg.evaluation import write_table
+from meshseg.inference import InferenceConfig, load_model, predict_crops, predict_whole
+from meshseg.io import load_volume
+from meshseg.metrics import dice_per_class, foreground_dice, macro_dice
+from meshseg.subvolumes import grid_locations, inference_locations
+from meshseg.vote import VoteAggregator
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["subject", "model", "inference", "n_subvolumes", "foreground_dice", "macro_dice", "seconds"]
+
+
+def _scores(classes: np.ndarray, truth: np.ndarray, n_classes: int) -> dict[str, float]:
+    dice = dice_per_class(truth, classes, n_classes)
+    true_voxels = np.bincount(truth.ravel(), minlength=n_classes)[:n_classes]
+    return {"foreground_dice": foreground_dice(dice, true_voxels), "macro_dice": macro_dice(dice)}
+
+
+def _vote(labels: np.ndarray, locations: np.ndarray, shape: tuple, n_classes: int) -> np.ndarray:
+    votes = VoteAggregator(shape, n_classes)
+    votes.add(labels, locations)
+    return votes.result()
+
+
+def dice_vs_subvolumes(checkpoint_path: str | os.PathLike, image_path: str | os.PathLike,
+                       truth_path: str | os.PathLike, counts: Sequence[int], config: InferenceConfig,
+                       subject: str, model_name: str, out_path: str | os.PathLike,
+                       patch: int = 38) -> pd.DataFrame:
+    """Dice of the vote over the first N crops of one crop sequence, for each N in ``counts``.
+
+    The sequence is the one inference uses for the largest N (the covering grid, then
+    Gaussian crops), predicted once; each N votes over its first N crops, so the rows differ
+    only in N. N below the grid size is raised to it (the grid is always used whole).
+    A MeshNet also gets one whole-volume row (n_subvolumes 0). Seconds are the prediction
+    time of the N crops (prorated from the one pass) plus their vote.
+    """
+    model, labelset, device, dtype = load_model(checkpoint_path, config)
+    image = load_volume(image_path)[0].astype(np.float32, copy=False)
+    truth = labelset.to_classes(np.rint(load_volume(truth_path)[0]).astype(np.int64), str(truth_path))
+    size, n = image.shape[0], labelset.n_classes
+    grid = len(grid_locations(size, patch))
+    counts = sorted({max(int(c), grid) for c in counts})
+    locations = inference_locations(counts[-1], size, patch, config.sd, np.random.default_rng(config.seed))
+
+    started = time.perf_counter()
+    batches = list(predict_crops(model, image, locations, patch, config.batch_size, device, dtype,
+                                 config.channels_last))
+    per_crop = (time.perf_counter() - started) / len(locations)
+    labels = np.concatenate([b[0] for b in batches])
+    rows = []
+    for count in counts:
+        started = time.perf_counter()
+        classes = _vote(labels[:count], locations[:count], image.shape, n)
+        seconds = count * per_crop + time.perf_counter() - started
+        rows.append({"inference": "vote", "n_subvolumes": count, **_scores(classes, truth, n),
+                     "seconds": seconds})
+        log.info("%s %s: %d subvolumes, foreground Dice %.4f", subject, model_name, count,
+                 rows[-1]["foreground_dice"])
+    if hasattr(model, "receptive_radius"):
+        started = time.perf_counter()
+        classes = predict_whole(model, image, device, dtype, config.channels_last)
+        rows.append({"inference": "whole", "n_subvolumes": 0, **_scores(classes, truth, n),
+                     "seconds": time.perf_counter() - started})
+    table = pd.DataFrame(rows).assign(subject=subject, model=model_name)[COLUMNS]
+    write_table(table, out_path)
+    return table
+

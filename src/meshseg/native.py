@@ -1,0 +1,106 @@
+"""Bring a label map back to the scanner grid of the T1 it came from (native space).
+
+Labels predicted on the conformed (or padded, prepared) grid are resampled by nearest
+neighbour in world (scanner mm) coordinates onto the original T1's voxel grid, which may be
+oblique, anisotropic and in any orientation. The output keeps the T1's header: its shape,
+affine, qform and sform with their codes, zooms and units; only the data type (integers)
+and the scaling (none) differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import nibabel as nib
+import numpy as np
+
+from meshseg.io import ImageError, atomic_path, load_volume
+from meshseg.labels import integer_labels
+
+log = logging.getLogger(__name__)
+
+_SLAB = 8  # target slices resampled at once: about 50 MB of coordinates for 512^2 slices
+
+
+def resample_nearest(labels: np.ndarray, labels_affine: np.ndarray, shape: Sequence[int],
+                     affine: np.ndarray) -> np.ndarray:
+    """Sample ``labels`` at the world position of every voxel of a ``shape`` grid.
+
+    Parameters
+    ----------
+    labels, labels_affine
+        Source label volume (3-D) and its vox2ras affine.
+    shape, affine
+        Target grid: its shape (3-D) and vox2ras affine.
+
+    Returns
+    -------
+    Array of ``shape`` and ``labels.dtype``: the label of the source voxel nearest to each
+    target voxel's centre (index floor(x + 0.5), as :mod:`meshseg.conform`); 0 where that
+    voxel lies outside the source.
+    """
+    vox2vox = np.linalg.inv(labels_affine) @ affine  # target index -> source index
+    matrix, offset = vox2vox[:3, :3], vox2vox[:3, 3]
+    axes = [np.arange(n, dtype=np.float64) for n in shape[1:]]
+    column = (matrix[:, 1, None] * axes[0])[:, :, None] + (matrix[:, 2, None] * axes[1])[:, None, :]  # (3, H, D)
+    extent = np.array(labels.shape).reshape(3, 1, 1, 1)
+    out = np.empty(tuple(shape), dtype=labels.dtype)
+    for start in range(0, shape[0], _SLAB):
+        rows = np.arange(start, min(start + _SLAB, shape[0]), dtype=np.float64)
+        coords = column[:, None] + (matrix[:, 0, None] * rows + offset[:, None])[:, :, None, None]
+        index = np.floor(coords + 0.5).astype(np.intp)  # (3, slab, H, D)
+        inside = np.all((index >= 0) & (index < extent), axis=0)
+        out[start:start + len(rows)] = np.where(inside, labels[tuple(np.clip(index, 0, extent - 1))], 0)
+    return out
+
+
+def labels_to_native(labels_path: str | os.PathLike, reference_path: str | os.PathLike,
+                     out_path: str | os.PathLike) -> None:
+    """Resample the label map ``labels_path`` onto the grid of ``reference_path`` (the T1).
+
+    Writes ``out_path`` atomically: label ids as uint8 when they fit, else int16 or int32,
+    with the reference's NIfTI header (:func:`native_header`). A reference with a trailing
+    singleton fourth dimension gives a 3-D output.
+    """
+    labels, labels_affine = load_volume(labels_path)
+    try:
+        labels = integer_labels(labels)
+    except ValueError as err:
+        raise ImageError(labels_path, str(err)) from None
+    header = native_header(reference_path)
+    shape = header.get_data_shape()[:3]
+    native = resample_nearest(labels, labels_affine, shape, header.get_best_affine())
+    native = native.astype(_id_dtype(native), copy=False)
+    out = nib.Nifti1Image(native, None, header=header)
+    out.set_data_dtype(native.dtype)
+    with atomic_path(out_path) as tmp:
+        nib.save(out, tmp)
+    log.info("%s -> %s on the grid of %s %s", labels_path, out_path, reference_path, shape)
+
+
+def native_header(path: str | os.PathLike) -> nib.Nifti1Header:
+    """A copy of the header of the NIfTI image ``path`` (data not read).
+
+    Raises ImageError if the file is unreadable, not NIfTI, or not 3-D (a trailing singleton
+    fourth dimension is allowed).
+    """
+    try:
+        img = nib.load(path)
+    except Exception as err:  # nibabel raises many types for bad files
+        raise ImageError(path, f"not a readable NIfTI image ({type(err).__name__}: {err})") from None
+    if not isinstance(img.header, nib.Nifti1Header):
+        raise ImageError(path, f"not a NIfTI image ({type(img).__name__}); convert it to .nii.gz first")
+    if not (len(img.shape) == 3 or (len(img.shape) == 4 and img.shape[3] == 1)):
+        raise ImageError(path, f"expected a 3-D image, got shape {img.shape}")
+    return img.header.copy()
+
+
+def _id_dtype(labels: np.ndarray) -> type[np.integer]:
+    """The smallest of uint8, int16, int32 that holds every label id."""
+    low, high = int(labels.min(initial=0)), int(labels.max(initial=0))
+    for dtype in (np.uint8, np.int16, np.int32):
+        if np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max:
+            return dtype
+    raise ValueError(f"label ids {low}..{high} do not fit int32")

@@ -1,0 +1,16 @@
+from meshseg.experiments import dice_vs_subvolumes
+from meshseg.inference import InferenceConfig
+from meshseg.logs import log_to
+
+log_to(snakemake.log[0])
+dice_vs_subvolumes(
+    snakemake.input.checkpoint,
+    snakemake.input.image,
+    snakemake.input.truth,
+    snakemake.params.counts,
+    InferenceConfig(**snakemake.params.inference, threads=snakemake.threads),
+    snakemake.wildcards.subject,
+    snakemake.wildcards.model,
+    snakemake.output[0],
+    patch=snakemake.params.patch,
+)
