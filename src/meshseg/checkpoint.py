@@ -44,16 +44,30 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, LabelSet, dict]:
-    """Rebuild the network in eval mode, its label set and the raw checkpoint dict."""
+def model_from_checkpoint(path: str | os.PathLike, labelset: LabelSet | None = None
+                          ) -> tuple[nn.Module, LabelSet, dict]:
+    """Rebuild the network in eval mode, its label set and the raw checkpoint dict.
+
+    Raises ``ValueError`` naming the file when the weights do not fit the stored architecture,
+    when the network's class count differs from its label set's, or, given ``labelset``, when
+    the checkpoint was trained for another label set.
+    """
     state = load_checkpoint(path)
-    model = build_model(state["model_config"])
     try:
+        model = build_model(state["model_config"])
         model.load_state_dict(state["model"])
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, KeyError, ValueError) as err:
         raise ValueError(f"{path}: weights do not fit the architecture {state['model_config']} "
                          f"({str(err).splitlines()[0]})") from None
-    return model.eval(), LabelSet.from_dict(state["labelset"]), state
+    stored = LabelSet.from_dict(state["labelset"])
+    n_classes = state["model_config"].get("n_classes")
+    if n_classes != stored.n_classes:
+        raise ValueError(f"{path}: the network predicts {n_classes} classes but its label set "
+                         f"{stored.name!r} has {stored.n_classes}")
+    if labelset is not None and labelset.classes != stored.classes:
+        raise ValueError(f"{path}: trained for label set {stored.name!r} ({stored.n_classes} "
+                         f"classes), not {labelset.name!r} ({labelset.n_classes} classes)")
+    return model.eval(), stored, state
 
 
 def weight_bytes(model: nn.Module) -> int:

@@ -2,19 +2,29 @@
 
 Every reader checks what it was given and raises :class:`ImageError` with the file name and
 the problem in one line; every writer writes to a temporary file in the destination folder
-and renames it, so a killed job never leaves a partial file under the final name.
+and renames it, so a killed job never leaves a partial file under the final name. A failed
+write (folder not writable, disk full) raises :class:`OutputError` naming the final file.
+
+The temporary file is ``.<name>.part-<host>-<pid>-<random><suffixes>`` beside ``<name>``. A
+job killed with SIGKILL cannot remove it; the next write of ``<name>`` on the same host
+removes those whose process is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class ImageError(ValueError):
@@ -24,6 +34,16 @@ class ImageError(ValueError):
         super().__init__(f"{path}: {problem}")
         self.path = str(path)
         self.problem = problem
+
+
+class OutputError(OSError):
+    """A file that could not be written (folder not writable, disk full); names the file."""
+
+    def __init__(self, path: str | os.PathLike, problem: str, code: int | None = None) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+        self.errno = code  # str() stays the one-line message: strerror is not set
 
 
 def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
@@ -70,21 +90,74 @@ def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
 
-    The temporary name keeps the final suffixes (``.nii.gz``) so writers pick the right format.
+    The temporary name keeps the final suffixes (``.nii.gz``) so writers pick the right format;
+    it is removed whatever happens in the block, except on SIGKILL (see the module docstring).
+
+    Raises
+    ------
+    OutputError
+        The folder cannot be created or written, or an ``OSError`` (disk full, ...) escaped the
+        block; nothing is left under ``path`` or the temporary name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(path, f"cannot create the output folder {path.parent} "
+                                f"({err.strerror or err})", err.errno) from None
     if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"{path.parent}: output folder is not writable")
+        raise OutputError(path, f"output folder {path.parent} is not writable", errno.EACCES)
+    _remove_stale_parts(path)
     suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=_part_prefix(path) + f"{_HOST}-{os.getpid()}-",
+                                   suffix=suffix, dir=path.parent)
+    except OSError as err:
+        raise OutputError(path, f"cannot write in {path.parent} ({err.strerror or err})",
+                          err.errno) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as err:
+        if isinstance(err, OutputError):
+            raise
+        raise OutputError(path, f"not written ({err.strerror or err})", err.errno) from None
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+_HOST = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+
+
+def _part_prefix(path: Path) -> str:
+    """Start of the temporary names of ``path``: ``.<name>.part-``."""
+    return f".{path.name}.part-"
+
+
+def _remove_stale_parts(path: Path) -> None:
+    """Delete temporary files of ``path`` left on this host by processes that no longer run."""
+    prefix = _part_prefix(path)
+    for part in path.parent.iterdir():
+        if not part.name.startswith(prefix):
+            continue
+        host, _, rest = part.name[len(prefix):].partition("-")
+        pid = rest.partition("-")[0]
+        if host == _HOST and pid.isdigit() and not _running(int(pid)):
+            part.unlink(missing_ok=True)
+            log.info("%s: removed %s, left by a killed process", path, part.name)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def save_image(data: np.ndarray, affine: np.ndarray, path: str | os.PathLike) -> None:

@@ -167,7 +167,8 @@ def download(remote: RemoteFile, dest: str | os.PathLike, timeout: float = 60, r
     ------
     DownloadError
         Every attempt failed (names the URL and the last error), a 4xx, or a size/hash mismatch
-        (names the file, expected and actual; the ``.part`` is deleted).
+        (names the file, expected and actual; the ``.part`` is deleted), or ``dest`` could
+        not be written (disk full, folder not writable; the ``.part`` is deleted).
     """
     dest = Path(dest)
     if dest.is_file():
@@ -176,7 +177,11 @@ def download(remote: RemoteFile, dest: str | os.PathLike, timeout: float = 60, r
             log.info("%s: already whole, not downloaded", dest)
             return dest
         log.warning("%s: existing file has %s; downloading again", dest, problem)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DownloadError(f"{dest}: cannot create the folder {dest.parent} "
+                            f"({err.strerror or err})") from None
     part = dest.with_name(dest.name + ".part")
     for attempt in range(retries + 1):
         try:
@@ -191,6 +196,13 @@ def download(remote: RemoteFile, dest: str | os.PathLike, timeout: float = 60, r
             log.warning("%s: attempt %d failed (%s); retrying in %.2g s", remote.name,
                         attempt + 1, err, wait)
             time.sleep(wait)
+        except requests.RequestException as err:  # not worth retrying (invalid URL, ...)
+            raise DownloadError(f"{remote.url}: download of {remote.name} failed "
+                                f"({type(err).__name__}: {err})") from None
+        except OSError as err:  # writing here failed: disk full, folder not writable
+            part.unlink(missing_ok=True)
+            raise DownloadError(f"{dest}: not written ({err.strerror or err}); the partial "
+                                f"download {part.name} was deleted") from None
     problem = _mismatch(part, remote)
     if problem is not None:
         part.unlink()
