@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from meshseg.io import ImageError, load_volume
+from meshseg.io import ImageError, check_same_grid, load_volume
 from meshseg.labels import LabelSet
 from meshseg.subvolumes import gaussian_locations
 
@@ -38,22 +38,6 @@ def load_volumes(image_paths: Sequence[str | os.PathLike], label_paths: Sequence
         volumes.append(Volume(str(image_path), image.astype(np.float32, copy=False), classes))
     log.info("loaded %d volumes", len(volumes))
     return volumes
-
-
-def check_same_grid(path: str | os.PathLike, shape: tuple[int, ...], affine: np.ndarray,
-                    other_path: str | os.PathLike, other_shape: tuple[int, ...],
-                    other_affine: np.ndarray) -> None:
-    """Raise :class:`ImageError` naming both files unless their shapes and affines agree.
-
-    Affines agree within 1e-3 (mm, or direction-cosine units).
-    """
-    if tuple(shape) != tuple(other_shape):
-        raise ImageError(path, f"shape {tuple(shape)} differs from {tuple(other_shape)} of "
-                               f"{other_path}; both must be on the same voxel grid")
-    if not np.allclose(affine, other_affine, atol=1e-3):
-        worst = float(np.abs(np.asarray(affine) - np.asarray(other_affine)).max())
-        raise ImageError(path, f"affine differs from that of {other_path} (by up to {worst:.3g}); "
-                               "both must be on the same voxel grid")
 
 
 def crop_batch(volumes: Sequence[Volume], picks: np.ndarray, locations: np.ndarray,

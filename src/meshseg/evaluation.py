@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from meshseg.io import ImageError, load_volume, write_text
+from meshseg.io import check_same_grid, load_volume, write_text
 from meshseg.labels import LabelClass, LabelSet, load_labelset
 from meshseg.metrics import class_volumes, dice_per_class, voxel_volume
 
@@ -22,8 +22,7 @@ def _load_ids(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 def _load_pair(pred_path: str | os.PathLike, truth_path: str | os.PathLike):
     pred, pred_affine = _load_ids(pred_path)
     truth, truth_affine = _load_ids(truth_path)
-    if pred.shape != truth.shape or not np.allclose(pred_affine, truth_affine, atol=1e-3):
-        raise ImageError(pred_path, f"grid {pred.shape} does not match the truth {truth_path} {truth.shape}")
+    check_same_grid(pred_path, pred.shape, pred_affine, truth_path, truth.shape, truth_affine)
     return pred, truth, voxel_volume(truth_affine)
 
 
@@ -47,7 +46,8 @@ def structure_table(pred_path: str | os.PathLike, truth_path: str | os.PathLike,
                     labelset: LabelSet | None = None) -> pd.DataFrame:
     """One row per class: class, id, name, dice, predicted_mm3, true_mm3.
 
-    ``pred_path`` holds the set's output ids, ``truth_path`` its source ids. Without a label set, every id present in either image is its own class (named by id).
+    ``pred_path`` holds the set's output ids, ``truth_path`` its source ids. Without a label
+    set, every id present in either image is its own class (named by id).
     """
     pred_ids, truth_ids, voxel_mm3 = _load_pair(pred_path, truth_path)
     if labelset is None:

@@ -14,6 +14,7 @@ import torch
 
 from meshseg import runtime
 from meshseg.checkpoint import model_from_checkpoint
+from meshseg.fusion import fuse_for_inference
 from meshseg.io import load_volume, save_image, write_text
 from meshseg.labels import LabelSet
 from meshseg.subvolumes import inference_locations
@@ -43,7 +44,8 @@ def predict_crops(model: torch.nn.Module, image: np.ndarray, locations: np.ndarr
                   batch_size: int, device: torch.device, dtype: torch.dtype | None,
                   channels_last: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Class indices ``(B, p, p, p)`` (uint8) of the crops at ``locations``, batch by batch,
-    each with its start corners ``(B, 3)``."""
+    each with its start corners ``(B, 3)``; the network runs fused (meshseg.fusion)."""
+    net = fuse_for_inference(model, channels_last=channels_last)
     for start in range(0, len(locations), batch_size):
         chunk = locations[start:start + batch_size]
         x = np.stack([image[a:a + patch, b:b + patch, c:c + patch] for a, b, c in chunk])[:, None]
@@ -51,7 +53,7 @@ def predict_crops(model: torch.nn.Module, image: np.ndarray, locations: np.ndarr
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with runtime.autocast(device, dtype):
-            labels = model(x).argmax(1)  # (B, p, p, p)
+            labels = net(x).argmax(1)  # (B, p, p, p)
         yield labels.to(torch.uint8).cpu().numpy(), chunk
 
 
@@ -66,50 +68,84 @@ def predict_volume(model: torch.nn.Module, image: np.ndarray, locations: np.ndar
     return votes.result()
 
 
+def tissue_box(image: np.ndarray, margin: int) -> tuple[slice, ...] | None:
+    """The bounding box of the non-zero voxels grown by ``margin`` (within the volume)."""
+    box = []
+    for axis in range(image.ndim):
+        filled = np.flatnonzero(np.any(image != 0, axis=tuple(a for a in range(image.ndim) if a != axis)))
+        if filled.size == 0:
+            return None
+        box.append(slice(max(filled[0] - margin, 0), min(filled[-1] + 1 + margin, image.shape[axis])))
+    return tuple(box)
+
+
+def zero_padded_block(image: np.ndarray, box: tuple[slice, ...], margin: int) -> np.ndarray:
+    """``image[box]`` grown by ``margin`` on every side, zeros where that leaves the volume."""
+    block = np.zeros([s.stop - s.start + 2 * margin for s in box], image.dtype)
+    inside = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, image.shape))
+    at = tuple(slice(i.start - (s.start - margin), i.stop - (s.start - margin)) for i, s in zip(inside, box))
+    block[at] = image[inside]
+    return block
+
+
 @torch.inference_mode()
 def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.device,
-                  dtype: torch.dtype | None, channels_last: bool, slab: int = 128,
-                  classify: int = 8) -> np.ndarray:
-    """Class index per voxel from one fully convolutional pass, ``slab`` slices at a time.
+                  dtype: torch.dtype | None, channels_last: bool, slab: int | None = None,
+                  classify: int = 8, budget_mb: int = 1024) -> np.ndarray:
+    """Class index per voxel from one fully convolutional pass over the zero-surrounded volume.
 
-    Each slab's features are computed with ``model.receptive_radius`` extra slices on both
-    sides, so the labels equal those of a single pass over the whole volume; the classifier
-    then runs ``classify`` slices at a time, so only that many slices of logits are ever held
-    (about 220 MB at 104 classes and 256^2). Needs MeshNet's ``layers`` / ``classifier`` split;
-    a U-Net's pooling makes its output depend on the tiling.
+    Only the non-zero voxels' bounding box grown by the receptive radius R is computed:
+    every voxel outside it sees nothing but zeros and gets the label the network gives an
+    empty input (computed once). Inside, the fused network runs unpadded ("valid")
+    convolutions over the image read R voxels further out, ``slab`` slices at a time (by
+    default as many as fit in ``budget_mb`` of features), so the labels do not depend on
+    the slabs. They equal a single zero-padded pass except within R of the volume's faces,
+    where that pass pads every feature map instead of the image. The classifier runs
+    ``classify`` slices at a time, so at 104 classes and 256^2 only about 220 MB of logits
+    are held. Needs MeshNet's ``layers`` / ``classifier`` split; a U-Net's pooling makes its
+    output depend on the tiling.
     """
-    halo = getattr(model, "receptive_radius", None)
-    if halo is None:
+    radius = getattr(model, "receptive_radius", None)
+    if radius is None:
         raise ValueError(f"whole-volume inference needs a fully convolutional model (MeshNet), "
                          f"not {type(model).__name__}")
-    out = np.empty(image.shape, dtype=np.uint8 if model.config.n_classes <= 256 else np.int16)
-    depth = image.shape[0]
-    for top in range(0, depth, slab):
-        bottom = min(top + slab, depth)
-        first, last = max(top - halo, 0), min(bottom + halo, depth)
-        x = torch.from_numpy(np.ascontiguousarray(image[first:last]))[None, None].to(device)
+    net = fuse_for_inference(model, valid=True, channels_last=channels_last).to(device)
+
+    def labels_of(block: np.ndarray) -> Iterator[np.ndarray]:
+        x = torch.from_numpy(block)[None, None].to(device)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with runtime.autocast(device, dtype):
-            features = model.layers(x)[:, :, top - first:bottom - first]  # (1, F, bottom - top, H, W)
-            for start in range(0, bottom - top, classify):
-                labels = model.classifier(features[:, :, start:start + classify]).argmax(1)[0]
-                out[top + start:top + start + len(labels)] = labels.cpu().numpy()
+            features = net.layers(x)
+            for start in range(0, features.shape[2], classify):
+                yield net.classifier(features[:, :, start:start + classify]).argmax(1)[0].cpu().numpy()
+
+    empty = next(labels_of(np.zeros((2 * radius + 1,) * 3, np.float32)))[0, 0, 0]
+    out = np.full(image.shape, empty, dtype=np.uint8 if model.config.n_classes <= 256 else np.int16)
+    box = tissue_box(image, radius)
+    if box is None:
+        return out
+    rows, cols = (s.stop - s.start + 2 * radius for s in box[1:])
+    per_slice = 2 * model.config.channels * rows * cols * 4  # two feature maps alive, fp32 at most
+    slab = slab or max(budget_mb * 2**20 // per_slice - 2 * radius, 1)
+    for top in range(box[0].start, box[0].stop, slab):
+        part = (slice(top, min(top + slab, box[0].stop)), *box[1:])
+        at = top
+        for labels in labels_of(zero_padded_block(image, part, radius)):
+            out[at:at + len(labels), box[1], box[2]] = labels
+            at += len(labels)
     return out
 
 
 def load_model(checkpoint_path: str | os.PathLike, config: InferenceConfig
                ) -> tuple[torch.nn.Module, LabelSet, torch.device, torch.dtype | None]:
-    """The checkpoint's network on the configured device and memory layout, its label set,
-    the device and the autocast dtype (None: fp32); also sets the thread count."""
+    """The checkpoint's network on the configured device, its label set, the device and the
+    autocast dtype (None: fp32); also sets the thread count."""
     runtime.set_threads(config.threads)
     device = runtime.select_device(config.device)
     dtype = runtime.autocast_dtype(device, config.precision)
     model, labelset, _ = model_from_checkpoint(checkpoint_path)
-    model = model.to(device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    return model, labelset, device, dtype
+    return model.to(device), labelset, device, dtype
 
 
 def segment_file(checkpoint_path: str | os.PathLike, image_path: str | os.PathLike,

@@ -86,6 +86,22 @@ def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return np.asanyarray(img.dataobj), img.affine
 
 
+def check_same_grid(path: str | os.PathLike, shape: tuple[int, ...], affine: np.ndarray,
+                    other_path: str | os.PathLike, other_shape: tuple[int, ...],
+                    other_affine: np.ndarray) -> None:
+    """Raise :class:`ImageError` naming both files unless their shapes and affines agree.
+
+    Affines agree within 1e-3 (mm, or direction-cosine units).
+    """
+    if tuple(shape) != tuple(other_shape):
+        raise ImageError(path, f"shape {tuple(shape)} differs from {tuple(other_shape)} of "
+                               f"{other_path}; both must be on the same voxel grid")
+    if not np.allclose(affine, other_affine, atol=1e-3):
+        worst = float(np.abs(np.asarray(affine) - np.asarray(other_affine)).max())
+        raise ImageError(path, f"affine differs from that of {other_path} (by up to {worst:.3g}); "
+                               "both must be on the same voxel grid")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.

@@ -64,17 +64,65 @@ def test_bf16_and_fp32_labels_agree_on_a_trained_looking_network():
     assert (fp32 == bf16).mean() >= 0.999
 
 
-@pytest.mark.parametrize("slab,classify", [(5, 2), (40, 8), (7, 3)])
-def test_whole_volume_in_slabs_equals_one_pass(slab, classify):
-    from meshseg.inference import predict_whole
+def head_in_air(shape=(40, 36, 30)) -> np.ndarray:
+    """Random intensities in a box, zeros around it (like a padded, skull-stripped T1)."""
+    image = np.zeros(shape, np.float32)
+    image[9:31, 8:30, 6:22] = np.random.default_rng(0).random((22, 22, 16), dtype=np.float32)
+    return image
+
+
+def meshnet_with_statistics(n_classes=3):
+    """MeshNet with non-trivial BatchNorm statistics, so that folding them is tested."""
     torch.manual_seed(0)
-    model = build_model(model_config("meshnet", 3)).eval()
-    image = np.random.default_rng(0).random((40, 24, 20), dtype=np.float32)
+    model = build_model(model_config("meshnet", n_classes))
+    for layer in model.layers:
+        layer[1].running_mean.uniform_(-0.2, 0.2)
+        layer[1].running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("slab,classify", [(None, 8), (5, 2), (40, 8), (7, 3)])
+def test_whole_volume_equals_one_pass_over_the_zero_surrounded_volume(slab, classify):
+    from meshseg.inference import predict_whole
+    model, image = meshnet_with_statistics(), head_in_air()
+    radius = model.receptive_radius
     with torch.inference_mode():
-        expected = model(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
+        padded = torch.nn.functional.pad(torch.from_numpy(image)[None, None], (radius,) * 6)
+        expected = model(padded).argmax(1)[0, radius:-radius, radius:-radius, radius:-radius].numpy()
     got = predict_whole(model, image, torch.device("cpu"), None, channels_last=False, slab=slab,
                         classify=classify)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_whole_volume_away_from_the_faces_equals_a_plain_single_pass():
+    from meshseg.inference import predict_whole
+    model, image = meshnet_with_statistics(), head_in_air()
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
+    got = predict_whole(model, image, torch.device("cpu"), None, channels_last=True)
+    r = model.receptive_radius
+    inner = (slice(r, -r),) * 3
+    assert (got[inner] == expected[inner]).all()  # near the faces the plain pass pads features
+
+
+def test_an_empty_volume_gets_the_label_of_empty_input():
+    from meshseg.inference import predict_whole
+    model = meshnet_with_statistics()
+    got = predict_whole(model, np.zeros((20, 20, 20), np.float32), torch.device("cpu"), None, False)
+    with torch.inference_mode():
+        empty = model(torch.zeros(1, 1, 41, 41, 41)).argmax(1)[0, 20, 20, 20].item()
+    assert (got == empty).all()
+
+
+def test_fused_network_gives_the_same_logits():
+    from meshseg.fusion import fuse_for_inference
+    for model in (meshnet_with_statistics(), build_model(model_config("unet", 3, width=4)).eval()):
+        x = torch.rand(2, 1, 24, 24, 24)
+        with torch.inference_mode():
+            torch.testing.assert_close(fuse_for_inference(model)(x), model(x), atol=1e-4, rtol=1e-4)
+            fused = fuse_for_inference(model, channels_last=True)
+            got = fused(x.contiguous(memory_format=torch.channels_last_3d))
+            torch.testing.assert_close(got, model(x), atol=1e-4, rtol=1e-4)
 
 
 def test_whole_volume_refuses_a_unet():

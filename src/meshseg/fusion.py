@@ -1,0 +1,68 @@
+"""Inference-only networks: BatchNorm folded into the convolution before it, ReLU fused in.
+
+Each ``Conv3d -> BatchNorm3d -> ReLU`` of an ``nn.Sequential`` (every MeshNet layer, every
+U-Net double convolution) becomes one :class:`ConvReLU`. With eval-mode BatchNorm this is
+the same function; on the CPU it runs as one oneDNN convolution with a ReLU post-op, which
+saves two passes over every feature map (about a quarter of MeshNet's time on this CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+class ConvReLU(nn.Module):
+    """``relu(conv(x))`` of a convolution whose BatchNorm is already folded in.
+
+    ``padding=0`` makes it a "valid" convolution (whole-volume inference); under autocast
+    the input and weights are cast to the autocast dtype, as autocast does for Conv3d.
+    """
+
+    def __init__(self, conv: nn.Conv3d, padding: tuple[int, int, int] | None = None) -> None:
+        super().__init__()
+        self.conv = conv
+        self.padding = list(conv.padding if padding is None else padding)
+        self._weights: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def weights(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias in ``like``'s dtype, device and memory format (cast once)."""
+        fmt = (torch.channels_last_3d if like.is_contiguous(memory_format=torch.channels_last_3d)
+               and not like.is_contiguous() else torch.contiguous_format)
+        key = (like.dtype, like.device, fmt)
+        if key not in self._weights:
+            weight = self.conv.weight.detach().to(like.device, like.dtype).contiguous(memory_format=fmt)
+            self._weights[key] = weight, self.conv.bias.detach().to(like.device, like.dtype)
+        return self._weights[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled(x.device.type):
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        weight, bias = self.weights(x)
+        c = self.conv
+        if x.device.type == "cpu" and torch.backends.mkldnn.is_available():
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, weight, bias, self.padding, list(c.stride), list(c.dilation), c.groups, "relu", [], "")
+        return F.relu(F.conv3d(x, weight, bias, c.stride, self.padding, c.dilation, c.groups))
+
+
+def fuse_for_inference(model: nn.Module, valid: bool = False, channels_last: bool = False) -> nn.Module:
+    """An eval-mode copy of ``model`` with every Conv3d -> BatchNorm3d -> ReLU fused.
+
+    ``valid``: the fused convolutions pad nothing, so each shrinks its input by its dilation
+    on every side (MeshNet's whole-volume inference reads that margin from the image).
+    """
+    fused = copy.deepcopy(model).eval()
+    for block in [m for m in fused.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(block) - 2):
+            conv, norm, relu = block[i], block[i + 1], block[i + 2]
+            if isinstance(conv, nn.Conv3d) and isinstance(norm, nn.BatchNorm3d) and isinstance(relu, nn.ReLU):
+                block[i] = ConvReLU(fuse_conv_bn_eval(conv, norm), padding=(0, 0, 0) if valid else None)
+                block[i + 1], block[i + 2] = nn.Identity(), nn.Identity()
+    if channels_last:
+        fused = fused.to(memory_format=torch.channels_last_3d)
+    return fused
