@@ -18,6 +18,7 @@ rule segment_subject:
     params:
         inference=get_inference_config,
         patch=config["sampling"]["patch"],
+        labelset=DATASET["labelset"],
     threads: min(config["compute"]["infer_threads"], workflow.cores)
     resources:
         mem_mb=4000,

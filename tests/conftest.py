@@ -30,3 +30,24 @@ def prepared_pair(tmp_path):
     save_image(image, affine, image_path)
     save_image(labels, affine, label_path)
     return image_path, label_path, image, labels
+
+
+def tiny_checkpoint(path, arch: str = "meshnet", labelset: str = "demo_gwm", seed: int = 0,
+                    overrides: dict | None = None, **model_args):
+    """Write an untrained checkpoint (small MeshNet, or U-Net with ``width=...``) to ``path``.
+
+    ``overrides`` replaces fields of the model config, e.g. ``{"channels": 2}`` for speed.
+    """
+    import torch
+
+    from meshseg.checkpoint import save_checkpoint
+    from meshseg.labels import load_labelset
+    from meshseg.models import build_model, model_config
+
+    labels = load_labelset(labelset)
+    spec = {**model_config(arch, labels.n_classes, **model_args), **(overrides or {})}
+    torch.manual_seed(seed)
+    save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
+                     "labelset": labels.to_dict(), "step": 0, "train_config": {"patch": 38},
+                     "train": ["train-1", "train-2"]}, path)
+    return path

@@ -1,14 +1,21 @@
-"""Command line: ``meshseg conform IN OUT [--labels]`` and ``meshseg dice PRED TRUTH``."""
+"""Command line: ``meshseg conform IN OUT [--labels]``, ``meshseg dice PRED TRUTH``,
+``meshseg segment T1 [T1 ...] --model CKPT -o OUTDIR`` and ``meshseg export CKPT -o MODEL.onnx``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from collections import Counter
 
-from meshseg.conform import conform_file
+from meshseg.conform import BACKENDS, conform_file
 from meshseg.evaluation import structure_table
+from meshseg.export import export_onnx
+from meshseg.inference import MODES, InferenceConfig
 from meshseg.labels import load_labelset
+from meshseg.runtime import PRECISIONS
+from meshseg.segment import check_t1, segment_t1, subject_name
 
 
 def _conform(args: argparse.Namespace) -> None:
@@ -22,6 +29,23 @@ def _dice(args: argparse.Namespace) -> None:
     sys.stdout.write(table.to_csv(sep="\t", index=False, float_format="%.4f"))
 
 
+def _segment(args: argparse.Namespace) -> None:
+    for t1 in args.t1:  # every input is checked before any is segmented
+        check_t1(t1)
+    repeated = sorted(name for name, n in Counter(map(subject_name, args.t1)).items() if n > 1)
+    if repeated:
+        raise ValueError(f"inputs share the subject names {repeated}: their outputs would collide")
+    config = InferenceConfig(mode=args.mode, n_subvolumes=args.subvolumes, device=args.device,
+                             precision=args.precision, threads=args.threads)
+    for t1 in args.t1:
+        result = segment_t1(t1, args.model, args.output, config, backend=args.backend)
+        logging.info("%s -> %s", t1, result["files"]["labels_native"])
+
+
+def _export(args: argparse.Namespace) -> None:
+    logging.info("exported %s -> %s", args.checkpoint, export_onnx(args.checkpoint, args.output))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -31,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     conform.add_argument("output")
     conform.add_argument("--labels", action="store_true",
                          help="a label map: nearest neighbour, values kept, no intensity scaling")
-    conform.add_argument("--backend", default="auto", choices=["auto", "python", "freesurfer"])
+    conform.add_argument("--backend", default="auto", choices=BACKENDS)
     conform.set_defaults(run=_conform)
 
     dice = commands.add_parser("dice", help="Dice and volumes per label of PRED against TRUTH (TSV)")
@@ -39,6 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
     dice.add_argument("truth")
     dice.add_argument("--labelset", help="label-set name or TSV; default: every id present")
     dice.set_defaults(run=_dice)
+
+    segment = commands.add_parser("segment", help="segment T1 images with a trained checkpoint: "
+                                  "labels on the conformed and the T1's own grid, volumes (TSV)")
+    segment.add_argument("t1", nargs="+", help="T1-weighted NIfTI images (.nii or .nii.gz)")
+    segment.add_argument("--model", required=True, help="checkpoint (results/models/<model>/checkpoint.pt)")
+    segment.add_argument("-o", "--output", required=True, help="folder; each T1 gets OUTPUT/<file name>/")
+    segment.add_argument("--mode", default="vote", choices=MODES,
+                         help="vote: subvolumes + majority vote; whole: one pass (MeshNet only)")
+    segment.add_argument("--subvolumes", type=int, default=InferenceConfig.n_subvolumes,
+                         help="subvolumes for --mode vote (default %(default)s)")
+    segment.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    segment.add_argument("--precision", default="auto", choices=PRECISIONS)
+    segment.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                         help="CPU threads (default: all available, %(default)s)")
+    segment.add_argument("--backend", default="auto", choices=BACKENDS,
+                         help="conform backend (see `meshseg conform`)")
+    segment.set_defaults(run=_segment)
+
+    export = commands.add_parser("export", help="write a checkpoint's network as ONNX (fp32)")
+    export.add_argument("checkpoint")
+    export.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    export.set_defaults(run=_export)
     return parser
 
 

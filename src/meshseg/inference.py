@@ -16,7 +16,7 @@ from meshseg import runtime
 from meshseg.checkpoint import model_from_checkpoint
 from meshseg.fusion import fuse_for_inference
 from meshseg.io import load_volume, save_image, write_text
-from meshseg.labels import LabelSet
+from meshseg.labels import LabelSet, load_labelset
 from meshseg.subvolumes import inference_locations
 from meshseg.vote import VoteAggregator
 
@@ -137,22 +137,27 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.devic
     return out
 
 
-def load_model(checkpoint_path: str | os.PathLike, config: InferenceConfig
+def load_model(checkpoint_path: str | os.PathLike, config: InferenceConfig, labelset: str | None = None
                ) -> tuple[torch.nn.Module, LabelSet, torch.device, torch.dtype | None]:
     """The checkpoint's network on the configured device, its label set, the device and the
-    autocast dtype (None: fp32); also sets the thread count."""
+    autocast dtype (None: fp32); also sets the thread count. Given ``labelset`` (a name or
+    TSV), a checkpoint trained for another label set is refused, naming the file."""
     runtime.set_threads(config.threads)
     device = runtime.select_device(config.device)
     dtype = runtime.autocast_dtype(device, config.precision)
-    model, labelset, _ = model_from_checkpoint(checkpoint_path)
+    expected = load_labelset(labelset) if labelset else None
+    model, labelset, _ = model_from_checkpoint(checkpoint_path, expected)
     return model.to(device), labelset, device, dtype
 
 
 def segment_file(checkpoint_path: str | os.PathLike, image_path: str | os.PathLike,
                  labels_path: str | os.PathLike, lut_path: str | os.PathLike,
-                 stats_path: str | os.PathLike, config: InferenceConfig, patch: int = 38) -> dict:
-    """Segment one prepared image; write label ids (NIfTI), the colour LUT and timing JSON."""
-    model, labelset, device, dtype = load_model(checkpoint_path, config)
+                 stats_path: str | os.PathLike, config: InferenceConfig, patch: int = 38,
+                 labelset: str | None = None) -> dict:
+    """Segment one prepared image; write label ids (NIfTI), the colour LUT and timing JSON.
+
+    ``labelset``: the label set the workflow expects (see :func:`load_model`)."""
+    model, labelset, device, dtype = load_model(checkpoint_path, config, labelset)
     image, affine = load_volume(image_path)
     image = image.astype(np.float32, copy=False)
     if config.mode not in MODES:

@@ -44,7 +44,8 @@ def resample_nearest(labels: np.ndarray, labels_affine: np.ndarray, shape: Seque
     vox2vox = np.linalg.inv(labels_affine) @ affine  # target index -> source index
     matrix, offset = vox2vox[:3, :3], vox2vox[:3, 3]
     axes = [np.arange(n, dtype=np.float64) for n in shape[1:]]
-    column = (matrix[:, 1, None] * axes[0])[:, :, None] + (matrix[:, 2, None] * axes[1])[:, None, :]  # (3, H, D)
+    # source index of target voxel (0, j, k) before the offset: (3, H, D)
+    column = (matrix[:, 1, None] * axes[0])[:, :, None] + (matrix[:, 2, None] * axes[1])[:, None, :]
     extent = np.array(labels.shape).reshape(3, 1, 1, 1)
     out = np.empty(tuple(shape), dtype=labels.dtype)
     for start in range(0, shape[0], _SLAB):

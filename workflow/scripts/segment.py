@@ -10,4 +10,5 @@ segment_file(
     snakemake.output.stats,
     InferenceConfig(**snakemake.params.inference, threads=snakemake.threads),
     patch=snakemake.params.patch,
+    labelset=snakemake.params.labelset,
 )

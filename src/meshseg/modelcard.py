@@ -1,0 +1,164 @@
+"""Model cards: what a trained checkpoint is, what it was trained on, and how well it does.
+
+One card per model, as JSON (for programs) and Markdown (for people), built from the
+checkpoint, the held-out per-subject metrics TSVs, ``results/comparison.tsv`` and the
+subject sheet.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from collections.abc import Sequence
+
+import nibabel
+import numpy as np
+import pandas as pd
+import torch
+
+from meshseg import __version__
+from meshseg.checkpoint import model_from_checkpoint, weight_bytes
+from meshseg.io import write_text
+from meshseg.models import count_parameters
+from meshseg.models.meshnet import VARIANTS
+from meshseg.subjects import SPLITS, read_subject_sheet
+
+# Terms of the training data of the two built-in datasets (REFERENCE.md section 2, NOTICE).
+DATA_LICENCES = {
+    "demo": "Synthetic subjects derived from the MNI ICBM152 2009 nonlinear symmetric template "
+            "(release a), Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, "
+            "Montreal Neurological Institute, McGill University; use, copying, modification and "
+            "distribution permitted with that copyright notice (see NOTICE in the meshseg "
+            "repository for the full terms). Not real anatomy: for testing the workflow only.",
+    "mindboggle101": "Mindboggle-101 (Klein & Tourville 2012; OSF project 9ahyp): Creative Commons "
+                     "Attribution-NonCommercial-ShareAlike 3.0 (CC BY-NC-SA 3.0) per its release "
+                     "notes; the terms of the source cohorts (OASIS, NKI, MMRR) also apply.",
+}
+METRICS_COLUMNS = ["subject", "model", "class", "id", "name", "dice", "predicted_mm3", "true_mm3"]
+
+
+def model_card(checkpoint_path: str | os.PathLike, model: str, metrics_paths: Sequence[str | os.PathLike],
+               comparison_path: str | os.PathLike, subject_sheet_path: str | os.PathLike,
+               dataset: str, data_licence: str) -> dict:
+    """The card of ``model`` (its name in the metrics and comparison tables) as plain data.
+
+    Held-out Dice per class is the mean and sample sd over the subjects of the metrics
+    tables; the foreground and macro Dice come from the model's comparison row.
+    """
+    network, labelset, state = model_from_checkpoint(checkpoint_path)
+    spec = state["model_config"]
+    sheet = read_subject_sheet(subject_sheet_path)
+    splits = {s: sheet.index[sheet["split"] == s].tolist() for s in SPLITS}
+    return {
+        "model": {"name": model, "arch": spec["arch"], "variant": _variant(spec), "config": spec,
+                  "parameters": count_parameters(network), "weight_bytes": weight_bytes(network),
+                  "meshseg_version": state.get("meshseg_version")},
+        "labels": {"labelset": labelset.name,
+                   "classes": [{"class": c.index, "id": c.id, "name": c.name} for c in labelset.classes]},
+        "training_data": {"dataset": dataset, "licence": data_licence, "subjects": splits,
+                          "counts": {s: len(ids) for s, ids in splits.items()},
+                          "training_images": state.get("train", [])},
+        "training": {"steps": state["step"], "config": state.get("train_config", {}),
+                     "device": state.get("device")},
+        "evaluation": _evaluation(model, metrics_paths, comparison_path),
+        "software": {"python": platform.python_version(), "torch": torch.__version__,
+                     "meshseg": __version__, "numpy": np.__version__, "nibabel": nibabel.__version__},
+    }
+
+
+def write_model_card(checkpoint_path: str | os.PathLike, model: str,
+                     metrics_paths: Sequence[str | os.PathLike], comparison_path: str | os.PathLike,
+                     subject_sheet_path: str | os.PathLike, dataset: str, data_licence: str,
+                     md_path: str | os.PathLike, json_path: str | os.PathLike) -> dict:
+    """Write :func:`model_card` as JSON and Markdown (atomically); return it as written."""
+    card = model_card(checkpoint_path, model, metrics_paths, comparison_path, subject_sheet_path,
+                      dataset, data_licence)
+    text = json.dumps(card, indent=2, allow_nan=False) + "\n"
+    write_text(text, json_path)
+    write_text(markdown(card), md_path)
+    return json.loads(text)
+
+
+def markdown(card: dict) -> str:
+    """The card as a Markdown page."""
+    m, data, train, ev = card["model"], card["training_data"], card["training"], card["evaluation"]
+    lines = [
+        f"# Model card: {m['name']}", "",
+        f"{m['arch']} ({m['variant']}): {m['parameters']:,} parameters, {m['weight_bytes']:,} bytes "
+        f"of weights, label set `{card['labels']['labelset']}`. For research: not for clinical use.",
+        "", "## Classes", "", "| class | id | name |", "|---|---|---|",
+        *(f"| {c['class']} | {c['id']} | {c['name']} |" for c in card["labels"]["classes"]),
+        "", "## Training data", "", f"Dataset `{data['dataset']}`. Licence: {data['licence']}", "",
+        *(f"- {split} ({data['counts'][split]}): {', '.join(ids) or '-'}"
+          for split, ids in data["subjects"].items()),
+        "", "## Training", "", f"{train['steps']} steps on {train['device'] or 'an unrecorded device'}.", "",
+        *(f"- {key}: {value}" for key, value in train["config"].items()),
+        "", "## Held-out evaluation", "",
+        f"{ev['subjects']} subjects ({', '.join(ev['subject_ids'])}): foreground Dice "
+        f"{_number(ev['foreground_dice_mean'])} (sd {_number(ev['foreground_dice_sd'])}), macro Dice "
+        f"{_number(ev['macro_dice_mean'])}, {_number(ev['seconds_per_subject'], 1)} s per subject on "
+        f"{ev['device']}.",
+        "", "| class | id | name | Dice mean | Dice sd |", "|---|---|---|---|---|",
+        *(f"| {c['class']} | {c['id']} | {c['name']} | {_number(c['dice_mean'])} | {_number(c['dice_sd'])} |"
+          for c in ev["classes"]),
+        "", "## Software", "", ", ".join(f"{name} {version}" for name, version in card["software"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _evaluation(model: str, metrics_paths: Sequence[str | os.PathLike],
+                comparison_path: str | os.PathLike) -> dict:
+    """Per-class Dice mean/sd over the held-out subjects, and the model's comparison row."""
+    tables = []
+    for path in metrics_paths:
+        table = pd.read_csv(path, sep="\t")
+        if list(table.columns[:len(METRICS_COLUMNS)]) != METRICS_COLUMNS:
+            raise ValueError(f"{path}: metrics columns must start with {METRICS_COLUMNS}, "
+                             f"got {list(table.columns)}")
+        tables.append(table)
+    metrics = pd.concat(tables, ignore_index=True)
+    metrics = metrics[metrics["model"] == model]
+    if metrics.empty:
+        raise ValueError(f"no metrics of model {model!r} in {[str(p) for p in metrics_paths]}")
+    comparison = pd.read_csv(comparison_path, sep="\t")
+    row = comparison[comparison["model"] == model]
+    if row.empty:
+        raise ValueError(f"{comparison_path}: no row for model {model!r} "
+                         f"(models: {comparison['model'].tolist()})")
+    per_class = metrics.groupby(["class", "id", "name"], sort=True)["dice"].agg(["mean", "std", "count"])
+    row = row.iloc[0]
+    return {
+        "subjects": int(metrics["subject"].nunique()),
+        "subject_ids": sorted(metrics["subject"].unique().tolist()),
+        "classes": [{"class": int(c), "id": int(i), "name": n, "dice_mean": _float(r["mean"]),
+                     "dice_sd": _float(r["std"]), "subjects": int(r["count"])}
+                    for (c, i, n), r in per_class.iterrows()],
+        **{key: _float(row[key]) for key in ("foreground_dice_mean", "foreground_dice_sd",
+                                             "macro_dice_mean", "seconds_per_subject",
+                                             "subvolumes_per_second")},
+        "device": str(row["device"]),
+    }
+
+
+def _variant(spec: dict) -> str:
+    """``small``/``large`` for a published MeshNet schedule, ``width N`` for a U-Net."""
+    if spec["arch"] == "unet":
+        return f"width {spec['width']}"
+    for name, fields in VARIANTS.items():
+        if spec["channels"] == fields["channels"] and tuple(spec["dilations"]) == fields["dilations"]:
+            return name + (f", dropout {spec['dropout']}" if spec.get("dropout") else "")
+    return f"custom ({spec['channels']} channels, dilations {list(spec['dilations'])})"
+
+
+def _float(value) -> float | None:
+    """A float for JSON; NaN (e.g. the sd of one subject) becomes None (null)."""
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    """``value`` with ``digits`` decimals, or n/a for a missing value."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
