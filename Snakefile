@@ -8,6 +8,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 ##### load rules #####
 
 
@@ -18,6 +21,7 @@ include: "rules/train.smk"
 include: "rules/infer.smk"
 include: "rules/evaluate.smk"
 include: "rules/experiment.smk"
+include: "rules/report.smk"
 
 
 ##### target rules #####

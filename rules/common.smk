@@ -1,6 +1,7 @@
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.utils import validate
 
@@ -12,6 +13,7 @@ validate(config, "../config/schema.yaml")
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from meshseg.folder import find_subjects, folder_sheet  # noqa: E402
+from meshseg.modelcard import DATA_LICENCES  # noqa: E402
 from meshseg.subjects import read_subject_sheet  # noqa: E402
 
 DATASET = config[config["dataset"]]  # the settings block of the chosen dataset
@@ -40,6 +42,11 @@ check_inference_modes()
 def get_sheet_path():
     """The subject sheet: the demo's own, or the Mindboggle-101 split written after fetching."""
     return config["subjects"] if config["dataset"] == "demo" else DATASET["sheet"]
+
+
+def get_sheet_files(wildcards):
+    """The subject sheet file, if there is one (a folder dataset may be split in memory)."""
+    return [get_sheet_path()] if get_sheet_path() else []
 
 
 def folder_files():
@@ -236,8 +243,76 @@ def get_segmentations(wildcards=None):
     ) + ["results/volumes.tsv"]
 
 
+def get_data_licence():
+    """Terms of the training data, for the model cards (a folder's are the user's to state)."""
+    return DATA_LICENCES.get(
+        config["dataset"], "your own data (folder dataset): state its terms here"
+    )
+
+
+def get_model_cards():
+    """A model card beside every checkpoint trained here (pretrained ones keep their own)."""
+    if PRETRAINED or not labelled_test_subjects():
+        return []
+    return expand("results/models/{model}/model_card.{ext}", model=MODELS, ext=["md", "json"])
+
+
 def get_final_outputs():
     outputs = ["results/comparison.tsv", "results/dice.tsv", "results/volumes.tsv"]
+    outputs += get_experiment_tables(None) + get_model_cards()
+    return outputs + get_report_outputs()
+
+
+# ---- report ----
+
+
+def get_report_outputs():
+    """The report's figures and the claims table; figures that need truth only with labels."""
+    figures = [] if PRETRAINED else ["training_curves"]
     if labelled_test_subjects():
-        outputs.append("results/experiments/dice_vs_subvolumes.tsv")
-    return outputs
+        figures += ["dice_per_class", "volume_agreement"]
+        figures += ["dice_vs_subvolumes"] if get_experiment_tables(None) else []
+        figures += expand("overlay_{subject}", subject=labelled_test_subjects())
+    return [f"results/figures/{name}.png" for name in figures] + ["results/claims.tsv"]
+
+
+def get_run_summary(wildcards):
+    """What every figure's caption names (meshseg.figures.run_caption): each model with its
+    training steps (or pretrained checkpoint) and inference mode, the data, the subvolumes."""
+    models = {}
+    for name, spec in MODELS.items():
+        model = SimpleNamespace(model=name)
+        if PRETRAINED:
+            models[name] = {"pretrained": spec}
+        else:
+            models[name] = {**spec, "steps": get_train_config(model)["steps"]}
+        models[name]["inference"] = get_inference_config(model)["mode"]
+    return {
+        "models": models,
+        "dataset": config["dataset"],
+        "labelset": DATASET["labelset"],
+        "test_subjects": len(subjects_in("test")),
+        "n_subvolumes": config["inference"]["n_subvolumes"],
+    }
+
+
+def get_training_curves(wildcards):
+    return expand("results/models/{model}/training_curve.tsv", model=MODELS)
+
+
+def get_subject_predictions(wildcards):
+    return expand(
+        "results/predictions/{model}/{subject}/labels.nii.gz",
+        model=MODELS,
+        subject=wildcards.subject,
+    )
+
+
+def get_experiment_tables(wildcards):
+    """The table of Dice against the number of subvolumes, when a test subject has labels."""
+    return ["results/experiments/dice_vs_subvolumes.tsv"] if labelled_test_subjects() else []
+
+
+def get_reference_speed(wildcards):
+    """results/reference_speed.tsv when config report.reference_models is true, else nothing."""
+    return ["results/reference_speed.tsv"] if config["report"]["reference_models"] else []

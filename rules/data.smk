@@ -68,3 +68,20 @@ checkpoint split_subjects:
         "../envs/meshseg.yaml"
     script:
         "../workflow/scripts/split_subjects.py"
+
+
+rule record_subjects:
+    """The subject sheet this run used (subject, cohort, split), whatever the dataset: the
+    demo's, the Mindboggle-101 split, or a folder's seeded split; the model cards cite it."""
+    input:
+        get_sheet_files,
+    output:
+        "results/subjects.tsv",
+    log:
+        "logs/data/record_subjects.log",
+    params:
+        sheet=lambda wildcards: subject_sheet()[["subject", "cohort", "split"]].to_dict("list"),
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/record_subjects.py"

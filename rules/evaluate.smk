@@ -32,9 +32,11 @@ rule summarise_results:
         checkpoints=get_checkpoints,
         stats=get_inference_stats,
     output:
-        dice="results/dice.tsv",
-        volumes="results/volumes.tsv",
-        comparison="results/comparison.tsv",
+        dice=report("results/dice.tsv", caption="../report/dice.rst", category="Tables"),
+        volumes=report("results/volumes.tsv", caption="../report/volumes.rst", category="Tables"),
+        comparison=report(
+            "results/comparison.tsv", caption="../report/comparison.rst", category="Tables"
+        ),
     log:
         "logs/summarise.log",
     params:
@@ -46,3 +48,28 @@ rule summarise_results:
         "../envs/meshseg.yaml"
     script:
         "../workflow/scripts/summarise.py"
+
+
+rule write_model_card:
+    """Model card (Markdown + JSON) beside a checkpoint trained here: architecture, label set,
+    training data and split, training config, held-out Dice, software, data licence."""
+    input:
+        checkpoint="results/models/{model}/checkpoint.pt",
+        dice="results/dice.tsv",
+        comparison="results/comparison.tsv",
+        subjects="results/subjects.tsv",
+    output:
+        md="results/models/{model}/model_card.md",
+        json="results/models/{model}/model_card.json",
+    log:
+        "logs/model_card/{model}.log",
+    params:
+        dataset=config["dataset"],
+        licence=get_data_licence(),
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/meshseg.yaml"
+    script:
+        "../workflow/scripts/write_model_card.py"

@@ -36,7 +36,7 @@ DATA_LICENCES = {
                      "Attribution-NonCommercial-ShareAlike 3.0 (CC BY-NC-SA 3.0) per its release "
                      "notes; the terms of the source cohorts (OASIS, NKI, MMRR) also apply.",
 }
-METRICS_COLUMNS = ["subject", "model", "class", "id", "name", "dice", "predicted_mm3", "true_mm3"]
+METRICS_COLUMNS = ["subject", "model", "class", "id", "name", "dice"]
 
 
 def model_card(checkpoint_path: str | os.PathLike, model: str, metrics_paths: Sequence[str | os.PathLike],
@@ -115,12 +115,12 @@ def _evaluation(model: str, metrics_paths: Sequence[str | os.PathLike],
     tables = []
     for path in metrics_paths:
         table = pd.read_csv(path, sep="\t")
-        if list(table.columns[:len(METRICS_COLUMNS)]) != METRICS_COLUMNS:
-            raise ValueError(f"{path}: metrics columns must start with {METRICS_COLUMNS}, "
+        if not set(METRICS_COLUMNS) <= set(table.columns):
+            raise ValueError(f"{path}: metrics need the columns {METRICS_COLUMNS}, "
                              f"got {list(table.columns)}")
         tables.append(table)
     metrics = pd.concat(tables, ignore_index=True)
-    metrics = metrics[metrics["model"] == model]
+    metrics = metrics[(metrics["model"] == model) & metrics["dice"].notna()]  # labelled subjects
     if metrics.empty:
         raise ValueError(f"no metrics of model {model!r} in {[str(p) for p in metrics_paths]}")
     comparison = pd.read_csv(comparison_path, sep="\t")

@@ -6,6 +6,8 @@ import os
 
 import pandas as pd
 
+from meshseg.io import write_text
+
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("subject", "cohort", "split")
 
@@ -36,3 +38,8 @@ def read_subject_sheet(path: str | os.PathLike, require_train: bool = True) -> p
     if require_train and not (sheet["split"] == "train").any():
         raise ValueError(f"{path}: no subject has split 'train'")
     return sheet.set_index("subject", drop=False).sort_index()
+
+
+def write_subject_sheet(columns: dict[str, list], path: str | os.PathLike) -> None:
+    """Write a subject sheet given as columns (subject, cohort, split)."""
+    write_text(pd.DataFrame(columns, columns=list(COLUMNS)).to_csv(sep="\t", index=False), path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import subprocess
@@ -83,6 +85,31 @@ def test_nothing_to_do_on_a_second_run(finished_run):
     assert scheduled_jobs(snakemake(finished_run, "-n", "all")) == set()
 
 
+def report_results(html: str) -> dict[str, bytes]:
+    """The files a Snakemake 9 report embeds (``var results``, base64 data URIs), by path."""
+    match = re.search(r"var results = (\{.*?\});\s*</script>", html, re.S)
+    assert match, "no embedded results in the report"
+    return {path: base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
+            for path, entry in json.loads(match.group(1)).items()}
+
+
+def test_report_holds_the_tables_and_figures(finished_run):
+    snakemake(finished_run, "--report", "report.html", "all")
+    html = (finished_run / "report.html").read_text()
+    assert html.lstrip().lower().startswith("<!doctype html") and "</html>" in html[-1000:]
+    figures = sorted(f"results/figures/{p.name}" for p in (finished_run / "results/figures").glob("*.png"))
+    assert {"dice_per_class", "overlay_MNI152-demo-3", "overlay_MNI152-demo-4", "training_curves",
+            "volume_agreement"} <= {Path(f).stem for f in figures}
+    embedded = report_results(html)
+    tables = [f"results/{name}.tsv" for name in ("comparison", "claims", "reference_speed", "dice", "volumes")]
+    assert sorted(embedded) == sorted(tables + figures)
+    for path in tables + figures:
+        assert embedded[path] == (finished_run / path).read_bytes(), path
+    claims = pd.read_csv(finished_run / "results/claims.tsv", sep="\t")
+    assert set(claims["block"]) == {"this run", "reference-size models"}
+    assert set(claims["verdict"]) <= {"holds", "does not hold", "not measured"}
+
+
 def test_touching_one_test_subject_reruns_only_its_jobs(finished_run):
     t1 = finished_run / "resources/data/MNI152-demo_volumes/MNI152-demo-4/t1weighted.nii.gz"
     assert t1.stat().st_size > 1_000_000  # smaller files would be checksummed, not timed
@@ -90,9 +117,11 @@ def test_touching_one_test_subject_reruns_only_its_jobs(finished_run):
     os.utime(t1, (later, later))
     jobs = scheduled_jobs(snakemake(finished_run, "-n", "all"))
     rules = {rule for rule, _ in jobs}
-    assert rules == {"conform_t1", "prepare_t1", "segment_subject", "evaluate_subject",
-                     "summarise_results", "all"}
-    per_subject = [w for rule, w in jobs if rule not in ("summarise_results", "all")]
+    summaries = {"summarise_results", "summarise_experiments", "plot_dice", "plot_volumes",
+                 "summarise_claims", "all"}
+    assert rules == {"conform_t1", "prepare_t1", "segment_subject", "native_labels", "evaluate_subject",
+                     "dice_vs_subvolumes", "plot_overlay", *summaries}
+    per_subject = [w for rule, w in jobs if rule not in summaries]
     assert per_subject and all("MNI152-demo-4" in w for w in per_subject)
     assert len([1 for rule, _ in jobs if rule == "segment_subject"]) == 2  # one per model
 

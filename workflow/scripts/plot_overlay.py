@@ -1,0 +1,13 @@
+from meshseg.figures import overlay, run_caption
+from meshseg.logs import log_to
+
+log_to(snakemake.log[0])
+overlay(
+    snakemake.wildcards.subject,
+    snakemake.input.t1,
+    snakemake.input.truth,
+    dict(zip(snakemake.params.models, snakemake.input.predictions)),
+    snakemake.params.labelset,
+    snakemake.output[0],
+    run_caption(snakemake.params.run),
+)

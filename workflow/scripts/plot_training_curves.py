@@ -1,0 +1,6 @@
+from meshseg.figures import run_caption, training_curves
+from meshseg.logs import log_to
+
+log_to(snakemake.log[0])
+training_curves(dict(zip(snakemake.params.models, snakemake.input)), snakemake.output[0],
+                run_caption(snakemake.params.run))

@@ -1,0 +1,11 @@
+from meshseg.claims import summarise_claims
+from meshseg.logs import log_to
+
+log_to(snakemake.log[0])
+summarise_claims(
+    snakemake.input.comparison,
+    snakemake.input.dice,
+    snakemake.input.volumes,
+    list(snakemake.input.reference),
+    snakemake.output[0],
+)

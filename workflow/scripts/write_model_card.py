@@ -1,0 +1,15 @@
+from meshseg.logs import log_to
+from meshseg.modelcard import write_model_card
+
+log_to(snakemake.log[0])
+write_model_card(
+    snakemake.input.checkpoint,
+    snakemake.wildcards.model,
+    [snakemake.input.dice],
+    snakemake.input.comparison,
+    snakemake.input.subjects,
+    snakemake.params.dataset,
+    snakemake.params.licence,
+    snakemake.output.md,
+    snakemake.output.json,
+)
