@@ -24,12 +24,25 @@ include: "rules/experiment.smk"
 include: "rules/report.smk"
 
 
+# Small table, figure and model-card jobs run where snakemake runs, never as cluster jobs.
+localrules:
+    record_subjects,
+    summarise_experiments,
+    write_model_card,
+    plot_dice,
+    plot_volumes,
+    plot_dice_vs_subvolumes,
+    plot_training_curves,
+    plot_overlay,
+    summarise_claims,
+
+
 ##### target rules #####
 
 
 rule all:
     input:
-        get_final_outputs(),
+        get_final_outputs,
     default_target: True
 
 
@@ -37,4 +50,4 @@ rule segment:
     """Segment the test subjects (every subject of a folder with pretrained models): labels
     on each subject's own T1 grid and the volume table, without the experiments."""
     input:
-        get_segmentations(),
+        get_segmentations,

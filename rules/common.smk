@@ -234,7 +234,7 @@ def get_experiment_runs(wildcards):
     )
 
 
-def get_segmentations(wildcards=None):
+def get_segmentations(wildcards):
     """Every test subject's labels on its own T1 grid, and the volume table (target segment)."""
     return expand(
         "results/predictions/{model}/{subject}/labels_native.nii.gz",
@@ -257,7 +257,7 @@ def get_model_cards():
     return expand("results/models/{model}/model_card.{ext}", model=MODELS, ext=["md", "json"])
 
 
-def get_final_outputs():
+def get_final_outputs(wildcards):
     outputs = ["results/comparison.tsv", "results/dice.tsv", "results/volumes.tsv"]
     outputs += get_experiment_tables(None) + get_model_cards()
     return outputs + get_report_outputs()

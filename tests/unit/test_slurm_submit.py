@@ -106,15 +106,19 @@ def test_training_job_sbatch_flags(tmp_path, gpu):
 
 
 def test_segment_group_job_sbatch_flags(tmp_path):
-    """segment_subject and evaluate_subject of one subject and model go as one group job."""
+    """segment_subject, native_labels and evaluate_subject of one subject and model go as one
+    group job."""
     subject = sorted(p.split("/")[2] for p in prepared("test"))[0]
+    raw = f"resources/data/MNI152-demo_volumes/{subject}"
     calls = sbatch_calls(tmp_path, f"results/metrics/meshnet/{subject}.tsv",
-                         ["results/models/meshnet/checkpoint.pt", f"results/prepared/{subject}/t1.nii.gz",
+                         [f"{raw}/t1weighted.nii.gz", f"{raw}/labels.gwm.nii.gz",
+                          "results/models/meshnet/checkpoint.pt", f"results/prepared/{subject}/t1.nii.gz",
                           f"results/prepared/{subject}/labels.nii.gz"], gpu=True)
     assert len(calls) == 1, calls
     call = calls[0]
-    assert "evaluate_subject" in flag(call, "--comment") and "segment_subject" in flag(call, "--comment")
+    for rule in ("segment_subject", "native_labels", "evaluate_subject"):
+        assert rule in flag(call, "--comment")
     assert flag(call, "--gpus") == "1"
-    assert flag(call, "--mem") == "4000"  # the larger of its two steps, which run one after the other
-    assert flag(call, "-t") == str(30 + 10)  # their run times add up
+    assert flag(call, "--mem") == "4000"  # the largest of its steps, which run one after the other
+    assert flag(call, "-t") == str(30 + 10 + 10)  # their run times add up
     assert flag(call, "--cpus-per-task") == "8"

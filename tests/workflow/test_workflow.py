@@ -118,7 +118,7 @@ def test_touching_one_test_subject_reruns_only_its_jobs(finished_run):
     jobs = scheduled_jobs(snakemake(finished_run, "-n", "all"))
     rules = {rule for rule, _ in jobs}
     summaries = {"summarise_results", "summarise_experiments", "plot_dice", "plot_volumes",
-                 "summarise_claims", "all"}
+                 "plot_dice_vs_subvolumes", "summarise_claims", "write_model_card", "all"}
     assert rules == {"conform_t1", "prepare_t1", "segment_subject", "native_labels", "evaluate_subject",
                      "dice_vs_subvolumes", "plot_overlay", *summaries}
     per_subject = [w for rule, w in jobs if rule not in summaries]
