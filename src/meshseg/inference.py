@@ -91,7 +91,7 @@ def zero_padded_block(image: np.ndarray, box: tuple[slice, ...], margin: int) ->
 @torch.inference_mode()
 def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.device,
                   dtype: torch.dtype | None, channels_last: bool, slab: int | None = None,
-                  classify: int = 8, budget_mb: int = 1024) -> np.ndarray:
+                  classify: int = 8, budget_mb: int = 2048) -> np.ndarray:
     """Class index per voxel from one fully convolutional pass over the zero-surrounded volume.
 
     Only the non-zero voxels' bounding box grown by the receptive radius R is computed:
@@ -126,7 +126,8 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, device: torch.devic
     if box is None:
         return out
     rows, cols = (s.stop - s.start + 2 * radius for s in box[1:])
-    per_slice = 2 * model.config.channels * rows * cols * 4  # two feature maps alive, fp32 at most
+    itemsize = torch.finfo(dtype).bits // 8 if dtype is not None else 4
+    per_slice = 2 * model.config.channels * rows * cols * itemsize  # two feature maps alive
     slab = slab or max(budget_mb * 2**20 // per_slice - 2 * radius, 1)
     for top in range(box[0].start, box[0].stop, slab):
         part = (slice(top, min(top + slab, box[0].stop)), *box[1:])
