@@ -16,7 +16,7 @@ rule dice_vs_subvolumes:
         counts=config["experiment"]["subvolume_counts"],
         inference=get_inference_config,
         patch=config["sampling"]["patch"],
-    threads: min(config["compute"]["infer_threads"], workflow.cores)
+    threads: config["compute"]["infer_threads"]  # Snakemake caps it at --cores
     resources:
         mem_mb=4000,
         runtime=60,

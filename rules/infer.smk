@@ -19,7 +19,7 @@ rule segment_subject:
         inference=get_inference_config,
         patch=config["sampling"]["patch"],
         labelset=DATASET["labelset"],
-    threads: min(config["compute"]["infer_threads"], workflow.cores)
+    threads: config["compute"]["infer_threads"]  # Snakemake caps it at --cores
     resources:
         mem_mb=4000,
         runtime=30,

@@ -138,7 +138,7 @@ rule measure_reference_speed:
         batches=config["report"]["speed_batches"],
         compute=compute_settings(),
         patch=config["sampling"]["patch"],
-    threads: min(config["compute"]["infer_threads"], workflow.cores)
+    threads: config["compute"]["infer_threads"]  # Snakemake caps it at --cores
     resources:
         mem_mb=4000,
         runtime=30,

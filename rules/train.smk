@@ -17,7 +17,7 @@ if not PRETRAINED:  # pretrained models (config "pretrained") are used as they a
             train=get_train_config,
             model=get_model_params,
             labelset=DATASET["labelset"],
-        threads: min(config["compute"]["train_threads"], workflow.cores)
+        threads: config["compute"]["train_threads"]  # Snakemake caps it at --cores
         resources:
             mem_mb=8000,
             runtime=240,
