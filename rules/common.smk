@@ -73,6 +73,12 @@ def subject_sheet():
     return read_subject_sheet(get_sheet_path(), require_train=not PRETRAINED)
 
 
+# Check the subject sheet as the workflow loads, before any job (Mindboggle-101's is checked
+# once the split checkpoint has written it).
+if config["dataset"] != "mindboggle101":
+    subject_sheet()
+
+
 def subjects_in(split):
     """Subject ids of one split (train | validation | test), sorted."""
     sheet = subject_sheet()
