@@ -24,7 +24,7 @@ import torch
 from meshseg import runtime
 from meshseg.checkpoint import weight_bytes
 from meshseg.figures import describe_model
-from meshseg.io import write_text
+from meshseg.io import write_table, write_text
 from meshseg.labels import load_labelset
 from meshseg.models import build_model, count_parameters, model_config
 from meshseg.tables import subject_scores
@@ -220,5 +220,5 @@ def measure_reference_speed(labelset: str, out_path: str | os.PathLike, batches:
                      "subvolumes_per_second": rate, "batch_size": batch_size, "patch": patch,
                      "batches": batches, "device": runtime.describe(where, dtype)})
     table = pd.DataFrame(rows, columns=REFERENCE_COLUMNS)
-    write_text(table.to_csv(sep="\t", index=False, float_format="%.6g"), out_path)
+    write_table(table, out_path)
     return table

@@ -8,20 +8,20 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from meshseg.io import check_same_grid, load_volume, write_text
+from meshseg.io import check_same_grid, load_volume, write_table
 from meshseg.labels import LabelClass, LabelSet, load_labelset
 from meshseg.metrics import class_volumes, dice_per_class, voxel_volume
 
 
-def _load_ids(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def load_label_ids(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Label ids (int64, floats rounded) and the affine of a label map."""
     ids, affine = load_volume(path)
     return np.rint(ids).astype(np.int64), affine
 
 
 def _load_pair(pred_path: str | os.PathLike, truth_path: str | os.PathLike):
-    pred, pred_affine = _load_ids(pred_path)
-    truth, truth_affine = _load_ids(truth_path)
+    pred, pred_affine = load_label_ids(pred_path)
+    truth, truth_affine = load_label_ids(truth_path)
     check_same_grid(pred_path, pred.shape, pred_affine, truth_path, truth.shape, truth_affine)
     return pred, truth, voxel_volume(truth_affine)
 
@@ -67,15 +67,10 @@ def structure_table(pred_path: str | os.PathLike, truth_path: str | os.PathLike,
 
 def volume_table(pred_path: str | os.PathLike, labelset: LabelSet) -> pd.DataFrame:
     """One row per class of a label map without truth: class, id, name, predicted_mm3."""
-    ids, affine = _load_ids(pred_path)
+    ids, affine = load_label_ids(pred_path)
     classes = _predicted_classes(ids, labelset, str(pred_path))
     return pd.DataFrame({**_class_columns(labelset),
                          "predicted_mm3": class_volumes(classes, labelset.n_classes, voxel_volume(affine))})
-
-
-def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a per-class table as TSV (atomically), floats to 6 significant digits."""
-    write_text(table.to_csv(sep="\t", index=False, float_format="%.6g"), path)
 
 
 def evaluate_subject(pred_path: str | os.PathLike, native_pred_path: str | os.PathLike,

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from meshseg.evaluation import write_table
+from meshseg.evaluation import load_label_ids
 from meshseg.inference import InferenceConfig, load_model, predict_crops, predict_whole
-from meshseg.io import load_volume
+from meshseg.io import load_volume, write_table
 from meshseg.metrics import dice_per_class, foreground_dice, macro_dice
 from meshseg.subvolumes import grid_locations, inference_locations
 from meshseg.vote import VoteAggregator
@@ -48,7 +48,7 @@ def dice_vs_subvolumes(checkpoint_path: str | os.PathLike, image_path: str | os.
     """
     model, labelset, device, dtype = load_model(checkpoint_path, config)
     image = load_volume(image_path)[0].astype(np.float32, copy=False)
-    truth = labelset.to_classes(np.rint(load_volume(truth_path)[0]).astype(np.int64), str(truth_path))
+    truth = labelset.to_classes(load_label_ids(truth_path)[0], str(truth_path))
     size, n = image.shape[0], labelset.n_classes
     grid = len(grid_locations(size, patch))
     counts = sorted({max(int(c), grid) for c in counts})

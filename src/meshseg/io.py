@@ -23,6 +23,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -195,3 +196,8 @@ def write_text(text: str, path: str | os.PathLike) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a table as TSV (atomically), floats to 6 significant digits."""
+    write_text(table.to_csv(sep="\t", index=False, float_format="%.6g"), path)

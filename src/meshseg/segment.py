@@ -21,9 +21,9 @@ from pathlib import Path
 
 from meshseg.checkpoint import load_checkpoint
 from meshseg.conform import conform_file
-from meshseg.evaluation import volume_table, write_table
+from meshseg.evaluation import volume_table
 from meshseg.inference import InferenceConfig, segment_file
-from meshseg.io import ImageError, load_volume
+from meshseg.io import ImageError, load_volume, write_table
 from meshseg.labels import LabelSet
 from meshseg.native import labels_to_native, native_header
 from meshseg.preprocess import prepare_file

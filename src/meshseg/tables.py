@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from meshseg.checkpoint import model_from_checkpoint, weight_bytes
-from meshseg.io import write_text
+from meshseg.io import write_table
 from meshseg.metrics import foreground_dice, macro_dice
 from meshseg.models import count_parameters
 
@@ -79,17 +79,16 @@ def summarise(metric_paths: Sequence[str], checkpoint_paths: dict[str, str],
         stats = [json.loads(Path(p).read_text()) for p in stats_paths[model]]
         rows.append(comparison_row(model, scores, checkpoint, stats))
     comparison = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-    write_text(structures.loc[structures["true_mm3"].notna(),
-                              ["subject", "model", "class", "id", "name", "dice", "native_dice"]]
-               .to_csv(sep="\t", index=False, float_format="%.6g"), dice_path)
-    write_text(structures[["subject", "model", "class", "id", "name", "predicted_mm3", "true_mm3"]]
-               .to_csv(sep="\t", index=False, float_format="%.6g"), volumes_path)
-    write_text(comparison.to_csv(sep="\t", index=False, float_format="%.6g"), comparison_path)
+    write_table(structures.loc[structures["true_mm3"].notna(),
+                               ["subject", "model", "class", "id", "name", "dice", "native_dice"]], dice_path)
+    write_table(structures[["subject", "model", "class", "id", "name", "predicted_mm3", "true_mm3"]],
+                volumes_path)
+    write_table(comparison, comparison_path)
     return comparison
 
 
 def concat_tables(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike) -> pd.DataFrame:
     """Stack TSV tables of the same columns into one TSV."""
     table = pd.concat([pd.read_csv(p, sep="\t") for p in paths], ignore_index=True)
-    write_text(table.to_csv(sep="\t", index=False, float_format="%.6g"), out_path)
+    write_table(table, out_path)
     return table
