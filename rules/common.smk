@@ -1,7 +1,8 @@
+import functools
+import os
 import re
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from snakemake.utils import validate
 
@@ -49,13 +50,10 @@ def get_sheet_files(wildcards):
     return [get_sheet_path()] if get_sheet_path() else []
 
 
+@functools.cache
 def folder_files():
     """T1 and label paths of the folder dataset's subjects (columns subject, t1, labels)."""
-    if not hasattr(folder_files, "table"):
-        folder_files.table = find_subjects(DATASET["t1"], DATASET["labels"]).set_index(
-            "subject", drop=False
-        )
-    return folder_files.table
+    return find_subjects(DATASET["t1"], DATASET["labels"]).set_index("subject", drop=False)
 
 
 def subject_sheet():
@@ -67,10 +65,24 @@ def subject_sheet():
     if config["dataset"] == "mindboggle101":
         checkpoints.split_subjects.get()
     if config["dataset"] == "folder" and not DATASET["sheet"]:
-        split = dict(DATASET["split"])
-        seed = split.pop("seed")
-        return folder_sheet(folder_files(), split, seed, train=not PRETRAINED)
-    return read_subject_sheet(get_sheet_path(), require_train=not PRETRAINED)
+        return folder_split()
+    path = get_sheet_path()
+    return read_sheet(path, os.stat(path).st_mtime_ns if os.path.exists(path) else None)
+
+
+@functools.cache
+def read_sheet(path, mtime):
+    """A subject sheet, read again only when its file changes (``mtime``), e.g. when the
+    Mindboggle-101 checkpoint rewrites it during the run."""
+    return read_subject_sheet(path, require_train=not PRETRAINED)
+
+
+@functools.cache
+def folder_split():
+    """The folder dataset's seeded split of the subjects it found."""
+    split = dict(DATASET["split"])
+    seed = split.pop("seed")
+    return folder_sheet(folder_files(), split, seed, train=not PRETRAINED)
 
 
 # Check the subject sheet as the workflow loads, before any job (Mindboggle-101's is checked
@@ -151,12 +163,21 @@ def get_training_inputs(wildcards):
     }
 
 
+def training_steps(model):
+    """Optimizer steps of one model: its own, else the shared train block's."""
+    return MODELS[model].get("steps", config["train"]["steps"])
+
+
+def inference_mode(model):
+    """vote or whole: the model entry's choice; pretrained models take the vote."""
+    return "vote" if PRETRAINED else MODELS[model].get("inference", "vote")
+
+
 def get_train_config(wildcards):
     """TrainConfig fields for one model: the shared train block, the model's own steps."""
-    model = MODELS[wildcards.model]
     return {
         **config["train"],
-        "steps": model.get("steps", config["train"]["steps"]),
+        "steps": training_steps(wildcards.model),
         "patch": config["sampling"]["patch"],
         "sd": config["sampling"]["sd"],
         **compute_settings(),
@@ -184,10 +205,9 @@ def get_checkpoint(wildcards):
 
 def get_inference_config(wildcards):
     """InferenceConfig fields: the inference block, the model's own mode (vote | whole)."""
-    model = MODELS[wildcards.model]
     return {
         **config["inference"],
-        "mode": "vote" if PRETRAINED else model.get("inference", "vote"),
+        "mode": inference_mode(wildcards.model),
         "sd": config["sampling"]["sd"],
         **compute_settings(),
     }
@@ -276,8 +296,7 @@ def get_report_outputs():
     """The report's figures and the claims table; figures that need truth only with labels."""
     figures = [] if PRETRAINED else ["training_curves"]
     if labelled_test_subjects():
-        figures += ["dice_per_class", "volume_agreement"]
-        figures += ["dice_vs_subvolumes"] if get_experiment_tables(None) else []
+        figures += ["dice_per_class", "volume_agreement", "dice_vs_subvolumes"]
         figures += expand("overlay_{subject}", subject=labelled_test_subjects())
     return [f"results/figures/{name}.png" for name in figures] + ["results/claims.tsv"]
 
@@ -287,12 +306,11 @@ def get_run_summary(wildcards):
     training steps (or pretrained checkpoint) and inference mode, the data, the subvolumes."""
     models = {}
     for name, spec in MODELS.items():
-        model = SimpleNamespace(model=name)
         if PRETRAINED:
             models[name] = {"pretrained": spec}
         else:
-            models[name] = {**spec, "steps": get_train_config(model)["steps"]}
-        models[name]["inference"] = get_inference_config(model)["mode"]
+            models[name] = {**spec, "steps": training_steps(name)}
+        models[name]["inference"] = inference_mode(name)
     return {
         "models": models,
         "dataset": config["dataset"],
