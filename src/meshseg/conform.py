@@ -29,6 +29,7 @@ _N_BINS = 1000  # MRIchangeType's N_HIST_BINS
 _F_HIGH = np.float32(0.999)  # mri_convert passes f_high as a C float
 _SLAB = 16  # output slices resampled at a time: about 50 MB of coordinates for 256^3
 _TOLERANCE = 1e-4  # of voxel sizes and direction cosines in is_conformed
+TIE = 1e-4  # voxel: a coordinate this close to a half is a tie (rounding error, not position)
 
 
 def conformed_size(shape: Sequence[int], zooms: Sequence[float]) -> int:
@@ -103,7 +104,7 @@ def conform(img: nib.spatialimages.SpatialImage, labels: bool = False) -> nib.Ni
     The output has ``conformed_size``^3 voxels and ``conformed_affine`` as qform and sform.
     A T1 (``labels`` False) is :func:`uchar_scale`-d, then resliced trilinearly and rounded
     half up to uint8. Labels are not scaled: floats are rounded (ValueError if one is more
-    than 1e-3 from a whole number), resliced by nearest neighbour (index floor(x + 0.5)) and
+    than 1e-3 from a whole number), resliced by nearest neighbour (:func:`nearest_index`) and
     stored as int16 when they fit, else int32 (``mri_convert -c -rt nearest``).
 
     Notes
@@ -206,9 +207,23 @@ def _trilinear_uchar(volume: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return _to_uchar(samples)
 
 
+def nearest_index(coords: np.ndarray, half_up: bool | np.ndarray = True) -> np.ndarray:
+    """Nearest voxel index of each coordinate along the first axis of ``coords`` ``(3, ...)``.
+
+    Coordinates within ``TIE`` of a half are ties. They go up (FreeSurfer's floor(x + 0.5))
+    where ``half_up``, per axis, else down. Treating them as exact halves makes the choice
+    independent of the rounding errors in affines, so that a backward map can undo it
+    (:func:`meshseg.native.resample_nearest`): on an odd axis of an axis-aligned 1 mm grid,
+    every conformed voxel centre lies half-way between two input voxel centres.
+    """
+    up = np.broadcast_to(np.reshape(half_up, (-1,) + (1,) * (coords.ndim - 1)), coords.shape)
+    index = np.where(up, np.floor(coords + (0.5 + TIE)), np.ceil(coords - (0.5 + TIE)))
+    return index.astype(np.intp)
+
+
 def _nearest(volume: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour samples: index floor(x + 0.5), 0 where that index is outside."""
-    index = np.floor(coords + 0.5).astype(np.intp)
+    """Nearest-neighbour samples (halves up, :func:`nearest_index`), 0 where that index is outside."""
+    index = nearest_index(coords)
     extent = np.array(volume.shape).reshape(3, 1, 1, 1)
     inside = np.all((index >= 0) & (index < extent), axis=0)
     return np.where(inside, volume[tuple(np.clip(index, 0, extent - 1))], 0)

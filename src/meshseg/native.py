@@ -2,7 +2,10 @@
 
 Labels predicted on the conformed (or padded, prepared) grid are resampled by nearest
 neighbour in world (scanner mm) coordinates onto the original T1's voxel grid, which may be
-oblique, anisotropic and in any orientation. The output keeps the T1's header: its shape,
+oblique, anisotropic and in any orientation. On the T1's own conformed grid this inverts
+conform's nearest-neighbour map exactly where that map is one-to-one (axis-aligned 1 mm T1s,
+odd sizes included): the grid's affine is recomputed in float64 from the T1's header, and ties
+are rounded the way conform's rounding sends back. The output keeps the T1's header: its shape,
 affine, qform and sform with their codes, zooms and units; only the data type (integers)
 and the scaling (none) differ.
 """
@@ -16,12 +19,14 @@ from collections.abc import Sequence
 import nibabel as nib
 import numpy as np
 
+from meshseg.conform import conformed_affine, conformed_size, nearest_index
 from meshseg.io import ImageError, atomic_path, load_volume
 from meshseg.labels import integer_labels
 
 log = logging.getLogger(__name__)
 
 _SLAB = 8  # target slices resampled at once: about 50 MB of coordinates for 512^2 slices
+_GRID_TOLERANCE = 1e-3  # voxels: a float32-stored affine still names the conformed grid
 
 
 def resample_nearest(labels: np.ndarray, labels_affine: np.ndarray, shape: Sequence[int],
@@ -38,11 +43,17 @@ def resample_nearest(labels: np.ndarray, labels_affine: np.ndarray, shape: Seque
     Returns
     -------
     Array of ``shape`` and ``labels.dtype``: the label of the source voxel nearest to each
-    target voxel's centre (index floor(x + 0.5), as :mod:`meshseg.conform`); 0 where that
-    voxel lies outside the source.
+    target voxel's centre; 0 where that voxel lies outside the source. A target voxel centre
+    half-way between two source voxels (a tie, :func:`meshseg.conform.nearest_index`) takes
+    the one that nearest-neighbour resampling the other way (source to target, halves up, as
+    conform does) maps onto it, so the two maps are inverses wherever they are one-to-one.
     """
     vox2vox = np.linalg.inv(labels_affine) @ affine  # target index -> source index
     matrix, offset = vox2vox[:3, :3], vox2vox[:3, 3]
+    # A tie on source axis a rounds up when the source voxel up there maps back onto the target
+    # voxel: its offset of half a source step, in target voxels, rounds to zero.
+    source_step = np.linalg.inv(matrix)  # column a: target-index step of one source voxel along a
+    half_up = np.all(nearest_index(0.5 * source_step) == 0, axis=0)
     axes = [np.arange(n, dtype=np.float64) for n in shape[1:]]
     # source index of target voxel (0, j, k) before the offset: (3, H, D)
     column = (matrix[:, 1, None] * axes[0])[:, :, None] + (matrix[:, 2, None] * axes[1])[:, None, :]
@@ -51,7 +62,7 @@ def resample_nearest(labels: np.ndarray, labels_affine: np.ndarray, shape: Seque
     for start in range(0, shape[0], _SLAB):
         rows = np.arange(start, min(start + _SLAB, shape[0]), dtype=np.float64)
         coords = column[:, None] + (matrix[:, 0, None] * rows + offset[:, None])[:, :, None, None]
-        index = np.floor(coords + 0.5).astype(np.intp)  # (3, slab, H, D)
+        index = nearest_index(coords, half_up)  # (3, slab, H, D)
         inside = np.all((index >= 0) & (index < extent), axis=0)
         out[start:start + len(rows)] = np.where(inside, labels[tuple(np.clip(index, 0, extent - 1))], 0)
     return out
@@ -63,7 +74,8 @@ def labels_to_native(labels_path: str | os.PathLike, reference_path: str | os.Pa
 
     Writes ``out_path`` atomically: label ids as uint8 when they fit, else int16 or int32,
     with the reference's NIfTI header (:func:`native_header`). A reference with a trailing
-    singleton fourth dimension gives a 3-D output.
+    singleton fourth dimension gives a 3-D output. Labels on the reference's conformed grid,
+    padded or not, are placed by that grid's float64 affine (:func:`conformed_grid_affine`).
     """
     labels, labels_affine = load_volume(labels_path)
     try:
@@ -71,14 +83,35 @@ def labels_to_native(labels_path: str | os.PathLike, reference_path: str | os.Pa
     except ValueError as err:
         raise ImageError(labels_path, str(err)) from None
     header = native_header(reference_path)
-    shape = header.get_data_shape()[:3]
-    native = resample_nearest(labels, labels_affine, shape, header.get_best_affine())
+    shape, affine = header.get_data_shape()[:3], header.get_best_affine()
+    labels_affine = conformed_grid_affine(labels_affine, affine, shape)
+    native = resample_nearest(labels, labels_affine, shape, affine)
     native = native.astype(_id_dtype(native), copy=False)
     out = nib.Nifti1Image(native, None, header=header)
     out.set_data_dtype(native.dtype)
     with atomic_path(out_path) as tmp:
         nib.save(out, tmp)
     log.info("%s -> %s on the grid of %s %s", labels_path, out_path, reference_path, shape)
+
+
+def conformed_grid_affine(labels_affine: np.ndarray, affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The float64 affine of labels on the conformed grid of a T1 (``affine``, ``shape``).
+
+    A saved conformed or prepared image holds its affine in float32: 160.4999969 for 160.5,
+    which would decide every tie of an odd axis by rounding error. When ``labels_affine`` is
+    that grid's, moved by whole voxels (padding), the exact affine is recomputed from the T1's
+    as :func:`meshseg.conform.conform` computed it; any other ``labels_affine`` is returned.
+    """
+    size = conformed_size(shape, np.linalg.norm(affine[:3, :3], axis=0))
+    conformed = conformed_affine(affine, shape, size)
+    shift = np.linalg.inv(conformed) @ labels_affine  # identity, translated by whole voxels
+    whole = np.round(shift[:3, 3])
+    if not (np.allclose(shift[:3, :3], np.eye(3), atol=_GRID_TOLERANCE)
+            and np.allclose(shift[:3, 3], whole, atol=_GRID_TOLERANCE)):
+        return labels_affine
+    padding = np.eye(4)
+    padding[:3, 3] = whole
+    return conformed @ padding
 
 
 def native_header(path: str | os.PathLike) -> nib.Nifti1Header:
