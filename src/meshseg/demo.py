@@ -52,7 +52,7 @@ SLAB = 16  # native slices resampled at once (bounds peak memory)
 
 
 @functools.cache
-def _template() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def template() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return the template ``(t1, labels, affine, brain_points)``, read-only.
 
     ``t1`` is float32 scaled to a maximum of 1; ``labels`` is uint8 (0 background, 1 GM,
@@ -140,7 +140,7 @@ def _resample(
     ``fields`` holds the displacement (mm, channels 0-2) and the bias field (channel 3) on
     the field grid. Returns the int16 T1 and the uint8 labels.
     """
-    t1, labels, affine, _ = _template()
+    t1, labels, affine, _ = template()
     mm_to_voxels = np.linalg.inv(affine)[:3, :3]
     t1_out = np.zeros(shape, np.int16)
     labels_out = np.zeros(shape, np.uint8)
@@ -188,7 +188,7 @@ def make_demo_subject(
     if index < 0 or seed < 0:
         raise ValueError(f"index and seed must be >= 0, got index={index}, seed={seed}")
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-    t1, _, template_affine, points = _template()
+    t1, _, template_affine, points = template()
     displacement, reach = _deformation(rng, t1.shape)
     bias = _smooth_field(rng, displacement.shape[1:], BIAS_SIGMA_MM)
     gamma, scanner_max = rng.uniform(*GAMMA), rng.uniform(*SCANNER_MAX)
