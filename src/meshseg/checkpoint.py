@@ -4,7 +4,11 @@ A checkpoint is one dict (after nanoGPT)::
 
     {"model": state_dict, "optimizer": ..., "scheduler": ..., "step": int,
      "model_config": {"arch": ..., ...}, "labelset": {...}, "train_config": {...},
-     "curve": [{"step", "loss", "lr", "val_dice"}, ...], "rng": {...}, "meshseg_version": str}
+     "curve": [{"step", "loss", "lr", "val_dice"}, ...], "losses": [...], "rng": {...},
+     "meshseg_version": str}
+
+``losses`` are the step losses since the last curve row (that row's mean is taken over them);
+``rng`` holds the random states of :func:`rng_state`, so that a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,6 +47,26 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if missing:
         raise ValueError(f"{path}: not a meshseg checkpoint (missing {missing})")
     return state
+
+
+def rng_state(rng: np.random.Generator, device: torch.device) -> dict:
+    """The random states a resumed run continues from: the crop sampler's ``rng``, torch's CPU
+    generator (initial weights, dropout on the CPU) and, on CUDA, ``device``'s generator
+    (dropout on the GPU). Only the training device's CUDA state is kept, so a run resumes on a
+    node that shows fewer GPUs."""
+    state = {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(state: dict, rng: np.random.Generator, device: torch.device) -> None:
+    """Set ``rng`` and torch's generators to :func:`rng_state`'s ``state``. A CUDA state is
+    restored only when training on CUDA; on the CPU it is not needed, and ignored."""
+    rng.bit_generator.state = state["numpy"]
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def model_from_checkpoint(path: str | os.PathLike, labelset: LabelSet | None = None

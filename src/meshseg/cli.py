@@ -16,6 +16,7 @@ from meshseg.inference import MODES, InferenceConfig
 from meshseg.labels import load_labelset
 from meshseg.runtime import PRECISIONS
 from meshseg.segment import check_t1, segment_t1, subject_name
+from meshseg.vote import RULES
 
 
 def _conform(args: argparse.Namespace) -> None:
@@ -35,8 +36,8 @@ def _segment(args: argparse.Namespace) -> None:
     repeated = sorted(name for name, n in Counter(map(subject_name, args.t1)).items() if n > 1)
     if repeated:
         raise ValueError(f"inputs share the subject names {repeated}: their outputs would collide")
-    config = InferenceConfig(mode=args.mode, n_subvolumes=args.subvolumes, device=args.device,
-                             precision=args.precision, threads=args.threads)
+    config = InferenceConfig(mode=args.mode, vote=args.vote, n_subvolumes=args.subvolumes,
+                             device=args.device, precision=args.precision, threads=args.threads)
     for t1 in args.t1:
         result = segment_t1(t1, args.model, args.output, config, backend=args.backend)
         logging.info("%s -> %s", t1, result["files"]["labels_native"])
@@ -71,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("-o", "--output", required=True, help="folder; each T1 gets OUTPUT/<file name>/")
     segment.add_argument("--mode", default="vote", choices=MODES,
                          help="vote: subvolumes + majority vote; whole: one pass (MeshNet only)")
+    segment.add_argument("--vote", default=InferenceConfig.vote, choices=RULES,
+                         help="for --mode vote: hard (ties by summed probability), soft (summed "
+                         "probabilities) or hard-lowest (the reference: ties to the lowest id); "
+                         "default %(default)s")
     segment.add_argument("--subvolumes", type=int, default=InferenceConfig.n_subvolumes,
                          help="subvolumes for --mode vote (default %(default)s)")
     segment.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -61,7 +61,8 @@ def run_caption(run: Mapping) -> str:
 
 
 def dice_boxplot(dice: TableLike, path: str | os.PathLike, caption: str) -> None:
-    """Box plot of Dice per class (x) and model (colour), one point per test subject."""
+    """Box plot of Dice per class (x) and model (colour), one point per test subject that
+    scores the class (empty Dice: the class is in neither the truth nor the prediction)."""
     table = _table(dice, ["subject", "model", "class", "name", "dice"], "Dice table")
     classes = table.drop_duplicates("class").sort_values("class")
     models = list(dict.fromkeys(table["model"]))
@@ -72,7 +73,7 @@ def dice_boxplot(dice: TableLike, path: str | os.PathLike, caption: str) -> None
         ax = fig.add_subplot()
         for i, (model, colour) in enumerate(zip(models, _colours(len(models)))):
             own = table[table["model"] == model]
-            values = [own.loc[own["class"] == c, "dice"].to_numpy() for c in classes["class"]]
+            values = [own.loc[own["class"] == c, "dice"].dropna().to_numpy() for c in classes["class"]]
             positions = np.arange(len(classes)) + (i - (len(models) - 1) / 2) * width
             ax.boxplot(values, positions=positions, widths=width * 0.85, patch_artist=True,
                        showfliers=False, boxprops={"facecolor": colour, "alpha": 0.5},

@@ -4,6 +4,8 @@ Each ``Conv3d -> BatchNorm3d -> ReLU`` of an ``nn.Sequential`` (every MeshNet la
 U-Net double convolution) becomes one :class:`ConvReLU`. With eval-mode BatchNorm this is
 the same function; on the CPU it runs as one oneDNN convolution with a ReLU post-op, which
 saves two passes over every feature map (about a quarter of MeshNet's time on this CPU).
+oneDNN's fused kernel has no bf16 version on CPUs without native bf16 (AVX2-only x86): there
+bf16 runs PyTorch's plain convolution, then the ReLU, instead of stopping with an error.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from meshseg import runtime
 
 
 class ConvReLU(nn.Module):
@@ -44,7 +48,8 @@ class ConvReLU(nn.Module):
             x = x.to(torch.get_autocast_dtype(x.device.type))
         weight, bias = self.weights(x)
         c = self.conv
-        if x.device.type == "cpu" and torch.backends.mkldnn.is_available():
+        if x.device.type == "cpu" and torch.backends.mkldnn.is_available() and (
+                x.dtype != torch.bfloat16 or runtime.has_native_bf16(x.device)):
             return torch.ops.mkldnn._convolution_pointwise(
                 x, weight, bias, self.padding, list(c.stride), list(c.dilation), c.groups, "relu", [], "")
         return F.relu(F.conv3d(x, weight, bias, c.stride, self.padding, c.dilation, c.groups))

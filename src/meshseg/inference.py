@@ -1,4 +1,4 @@
-"""Segment a prepared volume: predict subvolumes in batches, then a per-voxel majority vote."""
+"""Segment a prepared volume: predict subvolumes in batches, then a per-voxel vote (meshseg.vote)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ MODES = ("vote", "whole")
 @dataclass
 class InferenceConfig:
     mode: str = "vote"  # vote: subvolumes + majority vote; whole: one pass over the volume (MeshNet)
+    vote: str = "hard"  # hard: ties by summed probability | soft | hard-lowest (meshseg.vote.RULES)
     n_subvolumes: int = 512  # grid (343 for 256^3 and 38^3) plus Gaussian crops up to this total
     sd: float = 64.0  # standard deviation of the Gaussian crop centres (voxels)
     batch_size: int = 16  # crops per forward pass
@@ -42,9 +43,11 @@ class InferenceConfig:
 @torch.inference_mode()
 def predict_crops(model: torch.nn.Module, image: np.ndarray, locations: np.ndarray, patch: int,
                   batch_size: int, device: torch.device, dtype: torch.dtype | None,
-                  channels_last: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Class indices ``(B, p, p, p)`` (uint8) of the crops at ``locations``, batch by batch,
-    each with its start corners ``(B, 3)``; the network runs fused (meshseg.fusion)."""
+                  channels_last: bool, probabilities: bool = False
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Class indices ``(B, p, p, p)`` (uint8) of the crops at ``locations``, or with
+    ``probabilities`` their softmax ``(B, C, p, p, p)`` (float32), batch by batch, each with its
+    start corners ``(B, 3)``; the network runs fused (meshseg.fusion)."""
     net = fuse_for_inference(model, channels_last=channels_last)
     for start in range(0, len(locations), batch_size):
         chunk = locations[start:start + batch_size]
@@ -53,18 +56,22 @@ def predict_crops(model: torch.nn.Module, image: np.ndarray, locations: np.ndarr
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         with runtime.autocast(device, dtype):
-            labels = net(x).argmax(1)  # (B, p, p, p)
-        yield labels.to(torch.uint8).cpu().numpy(), chunk
+            logits = net(x)  # (B, C, p, p, p)
+        out = torch.softmax(logits.float(), 1) if probabilities else logits.argmax(1).to(torch.uint8)
+        del logits  # not held while the caller votes
+        yield out.cpu().numpy(), chunk
 
 
 def predict_volume(model: torch.nn.Module, image: np.ndarray, locations: np.ndarray, patch: int,
                    n_classes: int, batch_size: int, device: torch.device,
-                   dtype: torch.dtype | None, channels_last: bool) -> np.ndarray:
-    """Class index per voxel by majority vote of the crops at ``locations`` (start corners)."""
-    votes = VoteAggregator(image.shape, n_classes)
-    for labels, chunk in predict_crops(model, image, locations, patch, batch_size, device, dtype,
-                                       channels_last):
-        votes.add(labels, chunk)
+                   dtype: torch.dtype | None, channels_last: bool, vote: str = "hard") -> np.ndarray:
+    """Class index per voxel by a ``vote`` (meshseg.vote.RULES) of the crops at ``locations``
+    (start corners), which are predicted in order of their first-axis start, as the vote needs."""
+    votes = VoteAggregator(image.shape, n_classes, rule=vote)
+    ordered = locations[np.argsort(locations[:, 0], kind="stable")]
+    for predictions, chunk in predict_crops(model, image, ordered, patch, batch_size, device, dtype,
+                                            channels_last, probabilities=votes.needs_probabilities):
+        votes.add(predictions, chunk)
     return votes.result()
 
 
@@ -172,10 +179,11 @@ def segment_file(checkpoint_path: str | os.PathLike, image_path: str | os.PathLi
         rng = np.random.default_rng(config.seed)
         locations = inference_locations(config.n_subvolumes, image.shape[0], patch, config.sd, rng)
         classes = predict_volume(model, image, locations, patch, labelset.n_classes, config.batch_size,
-                                 device, dtype, config.channels_last)
+                                 device, dtype, config.channels_last, config.vote)
         subvolumes = len(locations)
     seconds = time.perf_counter() - started
-    stats = {"mode": config.mode, "seconds": seconds, "subvolumes": subvolumes,
+    stats = {"mode": config.mode, "vote": config.vote if config.mode == "vote" else None,
+             "seconds": seconds, "subvolumes": subvolumes,
              "subvolumes_per_second": subvolumes / seconds, "device": runtime.describe(device, dtype)}
     log.info("%s: %s inference (%d subvolumes) in %.1f s on %s", image_path, config.mode, subvolumes,
              seconds, stats["device"])

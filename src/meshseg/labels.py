@@ -9,14 +9,16 @@ class::
 
 ``class`` is the contiguous index the network predicts, ``id`` the value written into the
 label maps meshseg produces (FreeSurfer ids for Mindboggle sets), ``source_ids`` the
-comma-separated ids in input label files that belong to the class.
+comma-separated ids in input label files that belong to the class. Class 0 is background;
+ids it lists besides 0 are ids that are no class (stray or unwanted labels).
 
 Lines starting with ``#`` are comments (``# source: ...`` cites where the ids come from).
 One comment line says what happens to ids the set does not list::
 
     # unlisted: background
 
-maps them to class 0 and logs their voxel counts; without it they are an error.
+maps them to class 0 too; without it they are an error. Every id other than 0 that becomes
+class 0 is logged with its voxel count.
 Label files stored as floats are rounded and cast before they reach :meth:`LabelSet.to_classes`.
 """
 
@@ -82,9 +84,10 @@ class LabelSet:
     def to_classes(self, ids: np.ndarray, source: str = "labels") -> np.ndarray:
         """Map a volume of label ids to class indices (uint8 or int16).
 
-        Ids the set does not list become class 0 and are logged (one line naming ``source``,
-        with voxel counts) when ``unlisted == "background"``; otherwise they raise
-        ``ValueError`` naming ``source`` and the offending ids with their voxel counts.
+        Ids the set does not list become class 0 when ``unlisted == "background"``; otherwise
+        they raise ``ValueError`` naming ``source`` and the offending ids with their voxel
+        counts. Ids other than 0 that become class 0 are logged (one line naming ``source``,
+        with voxel counts).
         """
         ids = np.asarray(ids)
         lookup = {s: c.index for c in self.classes for s in c.source_ids}
@@ -93,9 +96,11 @@ class LabelSet:
         if unknown and self.unlisted == "error":
             raise ValueError(f"{source}: label ids not in label set {self.name!r} "
                              f"(id: voxels) {unknown}")
-        if unknown:
-            log.info("%s: label ids not in label set %r mapped to background (id: voxels) %s",
-                     source, self.name, unknown)
+        background = {int(v): int(n) for v, n in zip(values, counts)
+                      if v != 0 and lookup.get(int(v), 0) == 0}
+        if background:
+            log.info("%s: label ids mapped to background by label set %r (id: voxels) %s",
+                     source, self.name, background)
         dtype = np.uint8 if self.n_classes <= 256 else np.int16
         out = np.zeros(ids.shape, dtype=dtype)
         for value in values:

@@ -31,21 +31,55 @@ def set_threads(threads: int) -> int:
     return threads
 
 
+def set_deterministic(enabled: bool) -> None:
+    """Make training bit-reproducible on one machine and software stack (``enabled``), or let
+    PyTorch pick its fastest kernels; the flags are process-wide.
+
+    Sets cuBLAS's fixed workspace (``CUBLAS_WORKSPACE_CONFIG=:4096:8``, unless already set;
+    read when cuBLAS starts, so call this before the first CUDA operation), deterministic
+    cuDNN convolutions without autotuning, and ``torch.use_deterministic_algorithms`` with
+    ``warn_only=True``: ops that have no deterministic CUDA kernel warn instead of stopping
+    training. Here these are the U-Net's trilinear upsampling (backward) and the loss's NLL
+    reduction, so a CUDA run is exact only as far as those allow; the CPU kernels meshseg
+    uses are deterministic either way.
+    """
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    # meshseg never reads memory it has not written: filling every new tensor would only
+    # cost a pass over each activation of every training step.
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = False
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` has bf16 kernels: a CUDA GPU that supports bf16, or a CPU on which
+    oneDNN computes bf16 (AVX-512 BW/VL/DQ or AVX-NE-CONVERT; AVX2-only x86 CPUs have none).
+    The one place meshseg asks."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``, or None for plain fp32.
 
-    ``auto`` picks bf16 where the hardware computes it natively (CUDA with bf16 support;
-    CPUs with AVX-512 BF16/AMX) and fp32 elsewhere, where emulated bf16 would be slower.
+    ``auto`` picks bf16 where the hardware has bf16 kernels (:func:`has_native_bf16`) and
+    fp32 elsewhere, where emulated bf16 would be slower. ``bf16`` is obeyed even without
+    them, with a warning: rather than stopping, the network then runs PyTorch's plain
+    (emulated) bf16 convolutions, without the fused oneDNN ones (meshseg.fusion).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {list(PRECISIONS)}")
     if precision == "fp32":
         return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    native = has_native_bf16(device)
+    if precision == "bf16" and not native:
+        need = "AVX-512 BW/VL/DQ or AVX-NE-CONVERT" if device.type == "cpu" else "bf16 support"
+        log.warning("compute.precision: bf16, but this %s lacks %s: bf16 is emulated (unfused "
+                    "convolutions), likely slower than fp32", device.type, need)
+    return torch.bfloat16 if precision == "bf16" or native else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

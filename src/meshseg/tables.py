@@ -12,31 +12,34 @@ import pandas as pd
 
 from meshseg.checkpoint import model_from_checkpoint, weight_bytes
 from meshseg.io import write_table
-from meshseg.metrics import foreground_dice, macro_dice
+from meshseg.metrics import dice_summary, foreground_dice
 from meshseg.models import count_parameters
 
 # Columns of a per-subject metrics table (meshseg.evaluation.evaluate_subject).
 STRUCTURE_COLUMNS = ["subject", "model", "class", "id", "name", "dice", "native_dice",
                      "predicted_mm3", "true_mm3"]
+# Columns of subject_scores: one row per labelled subject and model.
+SCORE_COLUMNS = ["subject", "model", "foreground_dice", "macro_dice", "classes_in_truth",
+                 "native_foreground_dice"]
 COMPARISON_COLUMNS = [
     "model", "arch", "subjects", "foreground_dice_mean", "foreground_dice_sd", "macro_dice_mean",
-    "native_foreground_dice_mean", "parameters", "weight_bytes", "checkpoint_bytes", "seconds_per_subject",
-    "subvolumes_per_second", "device",
+    "classes_in_truth_mean", "native_foreground_dice_mean", "parameters", "weight_bytes",
+    "checkpoint_bytes", "seconds_per_subject", "subvolumes_per_second", "device",
 ]
 
 
 def subject_scores(structures: pd.DataFrame) -> pd.DataFrame:
-    """Per labelled subject and model: foreground Dice (classes in the truth, conformed and
-    native space) and macro Dice (all classes)."""
+    """Per labelled subject and model: foreground and macro Dice over the classes in the truth
+    or the prediction, the number of classes in the truth (metrics.dice_summary), and the
+    foreground Dice on the subject's own grid. ``structures`` lists each subject's classes in
+    order, background first."""
     rows = []
     labelled = structures[structures["true_mm3"].notna()]
     for (subject, model), group in labelled.groupby(["subject", "model"], sort=True):
-        dice, true = group["dice"].to_numpy(), group["true_mm3"].to_numpy()
         rows.append({"subject": subject, "model": model,
-                     "foreground_dice": foreground_dice(dice, true), "macro_dice": macro_dice(dice),
-                     "native_foreground_dice": foreground_dice(group["native_dice"].to_numpy(), true)})
-    return pd.DataFrame(rows, columns=["subject", "model", "foreground_dice", "macro_dice",
-                                       "native_foreground_dice"])
+                     **dice_summary(group["dice"].to_numpy(), group["true_mm3"].to_numpy()),
+                     "native_foreground_dice": foreground_dice(group["native_dice"].to_numpy())})
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
 def comparison_row(model: str, scores: pd.DataFrame, checkpoint: str | os.PathLike,
@@ -53,6 +56,7 @@ def comparison_row(model: str, scores: pd.DataFrame, checkpoint: str | os.PathLi
         "foreground_dice_mean": own["foreground_dice"].mean(),
         "foreground_dice_sd": own["foreground_dice"].std(ddof=1) if len(own) > 1 else float("nan"),
         "macro_dice_mean": own["macro_dice"].mean(),
+        "classes_in_truth_mean": own["classes_in_truth"].mean(),
         "native_foreground_dice_mean": own["native_foreground_dice"].mean(),
         "parameters": count_parameters(network),
         "weight_bytes": weight_bytes(network),

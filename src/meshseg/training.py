@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from meshseg import runtime
-from meshseg.checkpoint import load_checkpoint, save_checkpoint
+from meshseg.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from meshseg.dataset import Volume, crop_batch, load_volumes, random_batch
 from meshseg.io import write_text
 from meshseg.labels import LabelSet, load_labelset
@@ -47,6 +47,7 @@ class TrainConfig:
     channels_last: bool = True  # channels_last_3d memory format (faster convolutions on CPU)
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # intra-op CPU threads
+    deterministic: bool = True  # deterministic kernels: exact reruns and resumes on CUDA too
 
 
 def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -65,7 +66,7 @@ def validation_dice(model: torch.nn.Module, batches: list, n_classes: int, devic
             pred = model(_to_device(x, device, channels_last)).argmax(1).cpu().numpy()
         cm += confusion_matrix(y.numpy(), pred, n_classes)
     model.train()
-    return foreground_dice(dice_from_confusion(cm), true_voxels=cm.sum(axis=1))
+    return foreground_dice(dice_from_confusion(cm))
 
 
 def _validation_batches(volumes: list[Volume], config: TrainConfig) -> list:
@@ -86,6 +87,7 @@ def train(config: TrainConfig, model_config: dict, labelset: LabelSet, train_vol
     """Train one model and write its final checkpoint and training curve (TSV)."""
     if not train_volumes:
         raise ValueError("no training subjects: the subject sheet has no 'train' rows")
+    runtime.set_deterministic(config.deterministic)  # before CUDA starts (cuBLAS workspace)
     threads = runtime.set_threads(config.threads)
     device = runtime.select_device(config.device)
     dtype = runtime.autocast_dtype(device, config.precision)
@@ -105,16 +107,15 @@ def train(config: TrainConfig, model_config: dict, labelset: LabelSet, train_vol
                 "model_config": model_config,
                 "labelset": labelset.to_dict(), "train": [v.name for v in train_volumes]}
     resume_path = Path(str(checkpoint_path) + ".resume.pt")
-    step, curve = 0, []
+    step, curve, losses = 0, [], []  # losses: of the steps since the last curve row
     if resume_path.is_file():
         state = load_checkpoint(resume_path)
         if all(state.get(k) == v for k, v in identity.items()):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            rng.bit_generator.state = state["rng"]["numpy"]
-            torch.set_rng_state(state["rng"]["torch"])
-            step, curve = state["step"], state["curve"]
+            restore_rng_state(state["rng"], rng, device)
+            step, curve, losses = state["step"], state["curve"], state["losses"]
             log.info("resuming from %s at step %d", resume_path, step)
         else:
             log.info("ignoring %s: it was made with another configuration", resume_path)
@@ -122,11 +123,10 @@ def train(config: TrainConfig, model_config: dict, labelset: LabelSet, train_vol
     def snapshot() -> dict:
         return {**identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "step": step, "curve": curve,
-                "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state()}}
+                "losses": losses, "rng": rng_state(rng, device)}
 
     val_batches = _validation_batches(val_volumes, config)
     model.train()
-    losses = []
     progress = tqdm(total=config.steps, initial=step, file=sys.stderr, ascii=True, mininterval=10,
                     desc=f"train {model_config['arch']}")
     while step < config.steps:

@@ -1,7 +1,9 @@
+import numpy as np
 import pytest
 import torch
 
-from meshseg.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, weight_bytes
+from meshseg.checkpoint import (load_checkpoint, model_from_checkpoint, restore_rng_state, rng_state,
+                                save_checkpoint, weight_bytes)
 from meshseg.labels import load_labelset
 from meshseg.models import build_model, model_config
 
@@ -40,3 +42,24 @@ def test_foreign_pickle_and_wrong_architecture(tmp_path):
         model_from_checkpoint(tmp_path / "x.pt")
     with pytest.raises(ValueError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_random_states_resume_the_training_gpus_generator(tmp_path, monkeypatch):
+    """No GPU here: torch.cuda's generator functions are stand-ins that record their calls."""
+    gpu_state, restored = torch.tensor([7, 1, 3], dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: gpu_state.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append(state))
+    cuda, cpu, rng = torch.device("cuda"), torch.device("cpu"), np.random.default_rng(0)
+    save_checkpoint({"model": {}, "model_config": {}, "labelset": {}, "step": 0,
+                     "rng": rng_state(rng, cuda)}, tmp_path / "c.pt")
+    expected = rng.random(3), torch.rand(3)
+
+    state = load_checkpoint(tmp_path / "c.pt")["rng"]
+    restore_rng_state(state, rng, cuda)
+    assert len(restored) == 1 and restored[0].tolist() == [7, 1, 3]
+    np.testing.assert_array_equal(rng.random(3), expected[0])
+    torch.testing.assert_close(torch.rand(3), expected[1], rtol=0, atol=0)
+
+    restore_rng_state(state, rng, cpu)  # a GPU run resumed on the CPU: the CUDA state is unused
+    restore_rng_state(rng_state(rng, cpu), rng, cuda)  # a CPU run resumed on a GPU
+    assert "cuda" not in rng_state(rng, cpu) and len(restored) == 1

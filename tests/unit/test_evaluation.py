@@ -10,7 +10,7 @@ from meshseg.evaluation import evaluate_subject, structure_table, volume_table
 from meshseg.io import ImageError, save_image
 from meshseg.labels import load_labelset
 from meshseg.models import build_model, model_config
-from meshseg.tables import COMPARISON_COLUMNS, summarise
+from meshseg.tables import COMPARISON_COLUMNS, subject_scores, summarise
 
 AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])  # 2 mm^3 voxels
 
@@ -29,6 +29,24 @@ def test_structure_table_by_hand(tmp_path):
     np.testing.assert_allclose(table["dice"], [0.5, 2 / 3, 1.0])
     np.testing.assert_allclose(table["predicted_mm3"], [4, 6, 2])
     np.testing.assert_allclose(table["true_mm3"], [4, 6, 2])
+
+
+def test_a_class_in_neither_truth_nor_prediction_has_no_dice(tmp_path):
+    truth = np.array([0, 0, 1, 1]).reshape(1, 2, 2)  # no white matter in either image
+    table = structure_table(*write_pair(tmp_path, truth, truth), load_labelset("demo_gwm"))
+    np.testing.assert_allclose(table["dice"], [1.0, 1.0, np.nan])
+
+
+def test_subject_scores_count_false_positive_classes_and_skip_absent_ones():
+    # class 2 predicted but not in the truth (Dice 0); class 3 in neither (no Dice)
+    structures = pd.DataFrame({"subject": "s1", "model": "m", "class": [0, 1, 2, 3],
+                               "dice": [0.9, 0.8, 0.0, np.nan], "native_dice": [0.9, 0.6, 0.0, np.nan],
+                               "predicted_mm3": [90.0, 40.0, 5.0, 0.0], "true_mm3": [100.0, 50.0, 0.0, 0.0]})
+    [row] = subject_scores(structures).to_dict("records")
+    assert row["foreground_dice"] == pytest.approx(0.4)  # (0.8 + 0) / 2
+    assert row["native_foreground_dice"] == pytest.approx(0.3)
+    assert row["macro_dice"] == pytest.approx((0.9 + 0.8 + 0.0) / 3)
+    assert row["classes_in_truth"] == 2
 
 
 def test_without_a_labelset_every_id_is_a_class(tmp_path):
@@ -73,6 +91,7 @@ def test_summarise_builds_the_three_tables(tmp_path):
     assert rows.loc["u", "foreground_dice_mean"] == 0.0
     # all-background prediction: Dice 0.5 for background (TP 2, FP 4), 0 for GM and WM
     assert rows.loc["u", "macro_dice_mean"] == pytest.approx(0.5 / 3)
+    assert rows.loc["u", "classes_in_truth_mean"] == 3
     assert rows.loc["mesh", "parameters"] == 72_516
     assert rows.loc["u", "checkpoint_bytes"] == checkpoints["u"].stat().st_size
     assert rows.loc["mesh", "subvolumes_per_second"] == 5.0 and rows.loc["mesh", "seconds_per_subject"] == 2.0

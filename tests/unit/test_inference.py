@@ -9,6 +9,8 @@ from meshseg.checkpoint import save_checkpoint
 from meshseg.inference import InferenceConfig, predict_volume, segment_file
 from meshseg.labels import LabelClass, LabelSet
 from meshseg.models import build_model, model_config
+from meshseg.subvolumes import inference_locations
+from meshseg.vote import RULES
 
 
 class Threshold(torch.nn.Module):
@@ -18,14 +20,40 @@ class Threshold(torch.nn.Module):
         return torch.cat([0.3 - x, torch.minimum(x - 0.3, 0.7 - x), x - 0.7], dim=1)
 
 
-def test_vote_of_a_perfect_network_recovers_the_labels():
-    from meshseg.subvolumes import inference_locations
+class Ramp(torch.nn.Module):
+    """A stand-in network whose logits also depend on the position in the crop, so that
+    overlapping crops disagree."""
+
+    def forward(self, x):
+        ramp = torch.linspace(0, 1, x.shape[2]).view(1, 1, -1, 1, 1)
+        return torch.cat([0.5 - x, x - ramp, ramp - 0.5 * x], dim=1)
+
+
+@pytest.mark.parametrize("vote", RULES)
+def test_vote_of_a_perfect_network_recovers_the_labels(vote):
     from tests.conftest import sphere_volume
     image, labels = sphere_volume(size=40)
     locations = inference_locations(40, 40, 16, 8, np.random.default_rng(0))
     pred = predict_volume(Threshold(), image, locations, 16, 3, batch_size=7,
-                          device=torch.device("cpu"), dtype=None, channels_last=False)
+                          device=torch.device("cpu"), dtype=None, channels_last=False, vote=vote)
     np.testing.assert_array_equal(pred, labels)
+
+
+def test_each_vote_rule_gets_the_crops_softmax_in_any_crop_order():
+    from tests.conftest import sphere_volume
+    from tests.unit.test_vote import whole_volume_vote
+    image, _ = sphere_volume(size=40)
+    locations = inference_locations(60, 40, 16, 8, np.random.default_rng(0))  # grid, then Gaussian
+    crops = torch.from_numpy(np.stack([image[a:a + 16, b:b + 16, c:c + 16] for a, b, c in locations]))
+    with torch.inference_mode():
+        probabilities = torch.softmax(Ramp()(crops[:, None]), 1).numpy()
+    got = {}
+    for vote in RULES:
+        got[vote] = predict_volume(Ramp(), image, locations, 16, 3, batch_size=7, device=torch.device("cpu"),
+                                   dtype=None, channels_last=False, vote=vote)
+        expected, _ = whole_volume_vote(probabilities, locations, image.shape, vote)
+        np.testing.assert_array_equal(got[vote], expected)
+    assert (got["hard"] != got["hard-lowest"]).any() and (got["soft"] != got["hard"]).any()
 
 
 def test_segment_file_writes_ids_lut_and_timing(tmp_path, prepared_pair):
@@ -49,6 +77,7 @@ def test_segment_file_writes_ids_lut_and_timing(tmp_path, prepared_pair):
     assert "Left-Cerebral-Cortex" in (tmp_path / "pred" / "lut.txt").read_text()
     saved = json.loads((tmp_path / "pred" / "inference.json").read_text())
     assert saved["subvolumes"] == 30 and saved["seconds"] > 0 and saved == pytest.approx(stats)
+    assert saved["vote"] == "hard"
 
 
 def test_bf16_and_fp32_labels_agree_on_a_trained_looking_network():

@@ -5,7 +5,7 @@ import pytest
 
 from meshseg.labels import LabelSet, available_labelsets, load_labelset
 
-SHIPPED = ["catalyst31", "demo_gwm", "dkt62", "dkt_aseg", "gwm"]
+SHIPPED = ["catalyst102", "catalyst31", "demo_gwm", "dkt62", "dkt_aseg", "gwm"]
 
 # DKT31 (Klein & Tourville 2012): x002 x003 x005-x031 x034 x035, x = 1 left, 2 right.
 DKT31 = [2, 3, *range(5, 32), 34, 35]
@@ -16,6 +16,14 @@ DKT62 = [1000 + n for n in DKT31] + [2000 + n for n in DKT31]
 REFERENCE_31 = [1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015,
                 1016, 1017, 1018, 1019, 1020, 1021, 1022, 1023, 1024, 1025, 1026, 1027, 1028,
                 1029, 1030, 1031, 1035, 1036]
+# The same script's whole list, the reference's "102 classes": both hemispheres' cortex, then 39
+# non-cortical ids in the order of Mindboggle's docs (labels.rst).
+REFERENCE_101 = [*REFERENCE_31, 2002, 2003, *range(2005, 2032), 2034, 2035,
+                 16, 24, 14, 15, 72, 85, 4, 5, 6, 7, 10, 11, 12, 13, 17, 18, 25, 26, 28, 30, 91,
+                 43, 44, 45, 46, 49, 50, 51, 52, 53, 54, 57, 58, 60, 62, 92, 630, 631, 632]
+# Ids of Mindboggle-101's manual+aseg files that are no dkt_aseg class: ctx-unknown (cortex
+# without a DKT31 region), the DK regions DKT removed (bankssts, frontal and temporal pole), 72.
+STRAY = [72, 1000, 1001, 1032, 1033, 2000, 2001, 2032, 2033]
 
 
 def source_ids(labelset: LabelSet) -> list[int]:
@@ -27,7 +35,8 @@ def test_every_shipped_set_is_listed_and_loads():
     for name in available_labelsets():
         labelset = load_labelset(name)
         assert labelset.name == name
-        assert labelset.classes[0].source_ids == (0,), f"{name}: class 0 must be background"
+        background = labelset.classes[0]
+        assert background.id == 0 and 0 in background.source_ids, f"{name}: class 0 must be background"
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -56,13 +65,14 @@ def test_dkt62_lut_uses_freesurfer_names_and_colours():
     assert rows[0][0] == "Unknown"
 
 
-def test_dkt_aseg_round_trips_every_id():
+def test_dkt_aseg_round_trips_every_class_id():
     labelset = load_labelset("dkt_aseg")
     assert labelset.unlisted == "error"
-    assert all(c.source_ids == (c.id,) for c in labelset.classes)
-    ids = np.array(source_ids(labelset))
-    assert set(DKT62) <= set(ids.tolist())
+    assert all(c.source_ids == (c.id,) for c in labelset.classes[1:])
+    ids = np.array([c.id for c in labelset.classes])
+    assert [i for i in ids if i > 1000] == DKT62
     assert {2, 41, 10, 49, 17, 53, 16, 251, 255} <= set(ids.tolist())
+    assert labelset.n_classes == 1 + 42 + 62  # background, the aseg ids found in the files, DKT31
     volume = np.resize(ids, (5, 7, 11))  # every id, more than once, in a 3-D volume
     classes = labelset.to_classes(volume)
     assert classes.dtype == np.uint8
@@ -79,6 +89,28 @@ def test_catalyst31_reproduces_the_reference_ids():
     ids = np.array([0, *REFERENCE_31, 1034, 2002, 2, 17])
     expected = [0, *range(1, 31), 0, 0, 0, 0, 0]
     np.testing.assert_array_equal(labelset.to_classes(ids), expected)
+
+
+def test_dkt_aseg_sends_stray_ids_to_background_with_a_logged_count(caplog):
+    labelset = load_labelset("dkt_aseg")
+    assert not set(STRAY) & {c.id for c in labelset.classes}, "a stray id is a class"
+    ids = np.array([0, 1028, 1000, 1000, 72, 2033, 17, 1001])
+    with caplog.at_level(logging.INFO, logger="meshseg.labels"):
+        classes = labelset.to_classes(ids, source="sub-3.nii.gz")
+    np.testing.assert_array_equal(labelset.to_ids(classes), [0, 1028, 0, 0, 0, 0, 17, 0])
+    [record] = [r for r in caplog.records if "sub-3.nii.gz" in r.getMessage()]
+    assert "{72: 1, 1000: 2, 1001: 1, 2033: 1}" in record.getMessage()
+
+
+def test_catalyst102_is_the_reference_list_in_order():
+    labelset = load_labelset("catalyst102")
+    assert labelset.n_classes == 102
+    assert labelset.unlisted == "background"
+    assert [c.id for c in labelset.classes] == [0, *REFERENCE_101]
+    assert source_ids(labelset) == [0, *REFERENCE_101]
+    np.testing.assert_array_equal(labelset.to_classes(np.array([1034, 2, 41, 1035, 632])), [0, 0, 0, 30, 101])
+    catalyst31 = load_labelset("catalyst31")
+    assert catalyst31.classes == labelset.classes[:31]  # the buggy set is its first 31 classes
 
 
 def test_gwm_classes_and_ids():
@@ -117,7 +149,7 @@ def test_flag_is_read_from_the_tsv_and_kept_in_checkpoints(tmp_path):
     assert load_labelset(plain).unlisted == "error"
     with pytest.raises(ValueError, match="unlisted must be one of"):
         load_labelset(bad)
-    for name in (flagged, "catalyst31", "dkt_aseg"):
+    for name in (flagged, "catalyst31", "catalyst102", "dkt_aseg"):
         labelset = load_labelset(name)
         assert LabelSet.from_dict(labelset.to_dict()) == labelset
     old = load_labelset(flagged).to_dict()

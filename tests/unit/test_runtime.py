@@ -1,12 +1,17 @@
 import logging
 import os
+import platform
+import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
 
 from meshseg import runtime
+from meshseg.fusion import fuse_for_inference
 from meshseg.logs import log_to
+from meshseg.models import build_model, model_config
 
 
 def test_device_selection():
@@ -34,6 +39,70 @@ def test_precision_choice():
     with pytest.raises(ValueError, match="unknown precision"):
         runtime.autocast_dtype(cpu, "fp8")
     assert runtime.describe(cpu, torch.bfloat16).endswith("bf16")
+
+
+@pytest.fixture
+def restore_determinism(monkeypatch):
+    """Put PyTorch's process-wide determinism flags back after the test."""
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    yield
+    torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:]
+
+
+def test_deterministic_flags(restore_determinism):
+    torch.backends.cudnn.benchmark = True
+    runtime.set_deterministic(True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()  # U-Net upsampling on CUDA
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    runtime.set_deterministic(False)
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+
+
+def test_forced_bf16_without_native_bf16_warns_and_runs_unfused(monkeypatch, caplog):
+    """An AVX2-only CPU: oneDNN's fused bf16 convolution raises there; the plain one works."""
+    def no_bf16_kernel(*args):
+        raise RuntimeError("mkldnn_convolution: bf16 path needs the cpu support avx512bw")
+
+    monkeypatch.setattr(runtime, "has_native_bf16", lambda device: False)
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", no_bf16_kernel)
+    cpu = torch.device("cpu")
+    assert runtime.autocast_dtype(cpu, "auto") is None
+    with caplog.at_level(logging.WARNING, logger="meshseg.runtime"):
+        assert runtime.autocast_dtype(cpu, "bf16") is torch.bfloat16
+    assert "compute.precision: bf16" in caplog.text and "AVX-512" in caplog.text
+
+    torch.manual_seed(0)
+    model = build_model(model_config("meshnet", 3)).eval()
+    x = torch.rand(2, 1, 12, 12, 12)
+    with torch.inference_mode(), runtime.autocast(cpu, torch.bfloat16):
+        got, plain = fuse_for_inference(model)(x), model(x)
+    assert got.dtype is torch.bfloat16
+    torch.testing.assert_close(got.float(), plain.float(), atol=0.05, rtol=0.05)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="ONEDNN_MAX_CPU_ISA=AVX2 is an x86 setting")
+def test_bf16_inference_on_a_cpu_limited_to_avx2():
+    """The real thing: oneDNN told to use AVX2 at most (ONEDNN_MAX_CPU_ISA), as such a CPU has."""
+    script = textwrap.dedent("""
+        import torch
+        from meshseg import runtime
+        from meshseg.inference import predict_whole
+        from meshseg.models import build_model, model_config
+        cpu = torch.device("cpu")
+        model, image = build_model(model_config("meshnet", 3)).eval(), torch.rand(20, 20, 20).numpy()
+        predict_whole(model, image, cpu, runtime.autocast_dtype(cpu, "bf16"), channels_last=True)
+        print("native bf16:", runtime.has_native_bf16(cpu))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "native bf16: False" in done.stdout
 
 
 def test_log_to_sends_records_and_stderr_to_the_file(tmp_path):

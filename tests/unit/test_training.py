@@ -46,31 +46,48 @@ def test_training_lowers_the_loss(tmp_path):
     assert losses.iloc[-1] < 0.7 * losses.iloc[0]
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+# checkpoint_every 2 does not divide validate_every 3: the step-6 curve row's mean loss spans
+# the step-4 checkpoint, so the losses since the last row must be resumed too.
+@pytest.mark.parametrize("checkpoint_every, resumed_from", [(3, 3), (2, 4)])
+def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, checkpoint_every, resumed_from):
+    cfg = config(checkpoint_every=checkpoint_every)
     reference = tmp_path / "ref.pt"
-    train(config(), SPEC, LABELSET, volumes(), volumes(1), reference, tmp_path / "ref.tsv")
+    train(cfg, SPEC, LABELSET, volumes(), volumes(1), reference, tmp_path / "ref.tsv")
 
     calls = {"n": 0}
     real_batch = training.random_batch
 
     def dying_batch(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 5:  # dies during step 5, after the step-3 checkpoint
+        if calls["n"] == 5:  # dies during step 5, after the last checkpoint
             raise KeyboardInterrupt
         return real_batch(*args, **kwargs)
 
     ckpt = tmp_path / "run.pt"
     monkeypatch.setattr(training, "random_batch", dying_batch)
     with pytest.raises(KeyboardInterrupt):
-        train(config(), SPEC, LABELSET, volumes(), volumes(1), ckpt, tmp_path / "run.tsv")
-    assert not ckpt.exists() and load_checkpoint(str(ckpt) + ".resume.pt")["step"] == 3
+        train(cfg, SPEC, LABELSET, volumes(), volumes(1), ckpt, tmp_path / "run.tsv")
+    assert not ckpt.exists() and load_checkpoint(str(ckpt) + ".resume.pt")["step"] == resumed_from
     monkeypatch.setattr(training, "random_batch", real_batch)
-    train(config(), SPEC, LABELSET, volumes(), volumes(1), ckpt, tmp_path / "run.tsv")
+    train(cfg, SPEC, LABELSET, volumes(), volumes(1), ckpt, tmp_path / "run.tsv")
 
     resumed, expected = load_checkpoint(ckpt)["model"], load_checkpoint(reference)["model"]
     for name in expected:
         torch.testing.assert_close(resumed[name], expected[name], rtol=0, atol=0)
     assert pd.read_csv(tmp_path / "run.tsv", sep="\t").equals(pd.read_csv(tmp_path / "ref.tsv", sep="\t"))
+
+
+def test_deterministic_kernels_follow_the_config_and_leave_cpu_results_alone(tmp_path):
+    weights = {}
+    for deterministic in (True, False):  # False last: later tests get PyTorch's default back
+        ckpt = tmp_path / f"{deterministic}.pt"
+        train(config(steps=2, deterministic=deterministic), SPEC, LABELSET, volumes(), [], ckpt,
+              tmp_path / "c.tsv")
+        assert torch.are_deterministic_algorithms_enabled() is deterministic
+        assert torch.backends.cudnn.deterministic is deterministic
+        weights[deterministic] = load_checkpoint(ckpt)["model"]
+    for name in weights[True]:
+        torch.testing.assert_close(weights[True][name], weights[False][name], rtol=0, atol=0)
 
 
 def test_resume_state_of_another_configuration_is_ignored(tmp_path):
