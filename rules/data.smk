@@ -53,13 +53,18 @@ rule fetch_mindboggle:
 checkpoint split_subjects:
     """Seeded train / validation / test split, stratified by cohort, as the subject sheet.
 
-    A checkpoint: which subjects exist is known only after fetching. The table is ancient(), so
-    an edited sheet is kept until the fetched selection itself changes.
+    A checkpoint: which subjects exist is known only after fetching. The sheet follows the
+    fetched table, so it is updated whenever fetch_mindboggle runs again, e.g. because
+    mindboggle101.cohorts or .subjects changed. (The table is not ancient(): Snakemake 9 then
+    skips this job's own params check whenever the fetch reruns.) The sheet is update()d, not
+    replaced: subjects already in it keep their split, so a hand-edited split survives every
+    rerun; subjects no longer chosen are dropped; new ones are dealt, seeded and by cohort,
+    into what each split lacks of its scaled size. Delete the sheet to draw the split again.
     """
     input:
-        ancient("resources/data/mindboggle101_subjects.tsv"),
+        "resources/data/mindboggle101_subjects.tsv",
     output:
-        DATASET.get("sheet", "config/mindboggle101_subjects.tsv"),
+        update(DATASET.get("sheet", "config/mindboggle101_subjects.tsv")),
     log:
         "logs/data/split_subjects.log",
     params:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from meshseg.io import write_text
-from meshseg.subjects import SPLITS
+from meshseg.subjects import SPLITS, read_subject_sheet
+
+log = logging.getLogger(__name__)
 
 
 def split_counts(total: int, counts: dict[str, int]) -> dict[str, int]:
@@ -42,12 +46,38 @@ def stratified_split(subjects: pd.DataFrame, counts: dict[str, int], seed: int) 
     return table[["subject", "cohort", "split"]].sort_values("subject").reset_index(drop=True)
 
 
-def write_split(subjects: pd.DataFrame, counts: dict[str, int], seed: int, path: str | os.PathLike) -> None:
-    """Write :func:`stratified_split` as the subject sheet TSV (atomically)."""
-    write_text(stratified_split(subjects, counts, seed).to_csv(sep="\t", index=False), path)
+def update_split(subjects: pd.DataFrame, previous: Mapping[str, str], counts: dict[str, int],
+                 seed: int) -> pd.DataFrame:
+    """Split ``subjects`` (columns ``subject``, ``cohort``), keeping the ``previous`` splits.
+
+    Every subject in ``previous`` (subject -> split, e.g. a sheet edited by hand) keeps its
+    split; subjects only in ``previous`` are dropped. New subjects are dealt by
+    :func:`stratified_split` into what each split lacks of its size (``counts`` scaled to all
+    subjects), so with nothing ``previous`` this is the plain seeded split.
+    """
+    table = subjects[["subject", "cohort"]]
+    known = table["subject"].isin(list(previous))
+    kept = table[known].assign(split=table.loc[known, "subject"].map(previous))
+    new = table[~known]
+    if new.empty:
+        return kept.sort_values("subject").reset_index(drop=True)
+    # The shortfalls sum to at least len(new): the sizes add up to len(kept) + len(new).
+    have = kept["split"].value_counts()
+    lacking = {s: max(n - have.get(s, 0), 0) for s, n in split_counts(len(table), counts).items()}
+    dealt = stratified_split(new, lacking, seed)
+    return pd.concat([kept, dealt]).sort_values("subject").reset_index(drop=True)
 
 
 def split_table_file(table_path: str | os.PathLike, counts: dict[str, int], seed: int,
                      sheet_path: str | os.PathLike) -> None:
-    """Read a (subject, cohort) TSV and write its seeded, stratified subject sheet."""
-    write_split(pd.read_csv(table_path, sep="\t", dtype=str), counts, seed, sheet_path)
+    """Write the subject sheet of a (subject, cohort) TSV (atomically); an existing sheet at
+    ``sheet_path`` is updated: its subjects keep their splits (see :func:`update_split`)."""
+    subjects = pd.read_csv(table_path, sep="\t", dtype=str)
+    previous = {}
+    if os.path.exists(sheet_path):
+        previous = read_subject_sheet(sheet_path, require_train=False)["split"].to_dict()
+    sheet = update_split(subjects, previous, counts, seed)
+    chosen, known = set(subjects["subject"]), set(previous)
+    log.info("%s: %d subjects keep their split, %d new ones dealt, %d no longer chosen dropped",
+             sheet_path, len(chosen & known), len(chosen - known), len(known - chosen))
+    write_text(sheet.to_csv(sep="\t", index=False), sheet_path)

@@ -51,19 +51,38 @@ def osf(tmp_path_factory):
     server.server_close()
 
 
-def test_mindboggle_from_osf_end_to_end(osf, tmp_path):
+def write_config(osf, tmp_path: Path, **mindboggle) -> Path:
+    """The tiny test config for dataset mindboggle101 from the local OSF server, with the
+    sheet in ``tmp_path`` and the given ``mindboggle101`` keys; returns the config file."""
     config = yaml.safe_load((ROOT / "tests/config/config.yaml").read_text())
     config["dataset"] = "mindboggle101"
-    config["mindboggle101"].update(api_url=osf.api_url, cohorts=["MMRR-21"], subjects=["NKI-TRT-20-1"],
-                                   sheet=str(tmp_path / "sheet.tsv"),
-                                   split={"train": 1, "validation": 1, "test": 1, "seed": 0})
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    workdir = tmp_path / "run"
+    config["mindboggle101"].update(api_url=osf.api_url, sheet=str(tmp_path / "sheet.tsv"), **mindboggle)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def snakemake(config: Path, workdir: Path, *args: str) -> str:
+    """Run the workflow in ``workdir`` with ``config`` on 2 cores (``args``: targets and flags),
+    check that it succeeded, and return its output."""
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(tmp_path / "config.yaml"), "--cores", "2", "all"]
+               "--configfile", str(config), "--cores", "2", *args]
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    return result.stdout + result.stderr
+
+
+def read_splits(sheet: Path) -> dict[str, str]:
+    table = pd.read_csv(sheet, sep="\t")
+    return dict(zip(table["subject"], table["split"]))
+
+
+def test_mindboggle_from_osf_end_to_end(osf, tmp_path):
+    config = write_config(osf, tmp_path, cohorts=["MMRR-21"], subjects=["NKI-TRT-20-1"],
+                          split={"train": 1, "validation": 1, "test": 1, "seed": 0})
+    workdir = tmp_path / "run"
+    snakemake(config, workdir, "all")
 
     assert osf.downloads("MMRR-21_volumes.tar.gz") == 1 and osf.downloads("NKI-TRT-20_volumes.tar.gz") == 1
     assert osf.downloads("OASIS-TRT-20_volumes.tar.gz") == 0  # not chosen, never fetched
@@ -79,5 +98,43 @@ def test_mindboggle_from_osf_end_to_end(osf, tmp_path):
     dice = pd.read_csv(workdir / "results/dice.tsv", sep="\t")
     assert set(dice["name"]) == {"Unknown", "GrayMatter-FSL-FAST", "WhiteMatter-FSL-FAST"}
 
-    again = subprocess.run([*command, "-n"], capture_output=True, text=True, cwd=ROOT, env=env)
-    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    assert "Nothing to be done" in snakemake(config, workdir, "all", "-n")
+
+
+def test_sheet_follows_the_selection_and_keeps_hand_edits(osf, tmp_path):
+    """Issue #14: widening the selection puts the new subject in the sheet and in
+    results/dice.tsv, narrowing it drops one; a hand-edited split survives a rerun with the
+    same selection, and its subjects keep their splits when the selection changes."""
+    split = {"train": 1, "validation": 1, "test": 2, "seed": 0}  # sizes 1/1/1 for 3 subjects, 1/1/2 for 4
+    workdir, sheet_path = tmp_path / "run", tmp_path / "sheet.tsv"
+    narrow = write_config(osf, tmp_path, cohorts=["MMRR-21"], subjects=["NKI-TRT-20-1"], split=split)
+    snakemake(narrow, workdir, str(sheet_path))
+    assert read_splits(sheet_path) == {"MMRR-21-1": "train", "MMRR-21-2": "test", "NKI-TRT-20-1": "validation"}
+
+    # the user swaps the train and test subjects; a rerun with the same selection keeps that
+    sheet = pd.read_csv(sheet_path, sep="\t")
+    sheet["split"] = sheet["split"].replace({"train": "test", "test": "train"})
+    sheet.to_csv(sheet_path, sep="\t", index=False)
+    hand_made = sheet_path.read_text()
+    snakemake(narrow, workdir, "results/subjects.tsv")
+    assert sheet_path.read_text() == hand_made
+    assert "Nothing to be done" in snakemake(narrow, workdir, str(sheet_path), "-n")
+
+    # widen by a cohort: its one subject joins as a test subject (the sizes for 4 are 1/1/2),
+    # the others keep their hand-chosen splits, and the new subject is evaluated
+    downloads = osf.downloads("MMRR-21_volumes.tar.gz")
+    wide = write_config(osf, tmp_path, cohorts=["MMRR-21", "OASIS-TRT-20"], subjects=["NKI-TRT-20-1"],
+                        split=split)
+    snakemake(wide, workdir, "all")
+    widened = {"MMRR-21-1": "test", "MMRR-21-2": "train", "NKI-TRT-20-1": "validation", "OASIS-TRT-20-1": "test"}
+    assert read_splits(sheet_path) == widened
+    assert osf.downloads("MMRR-21_volumes.tar.gz") == downloads  # already whole: not fetched again
+    dice = pd.read_csv(workdir / "results/dice.tsv", sep="\t")
+    assert set(dice["subject"]) == {"MMRR-21-1", "OASIS-TRT-20-1"}
+    assert read_splits(workdir / "results/subjects.tsv") == widened
+    assert "Nothing to be done" in snakemake(wide, workdir, "all", "-n")
+
+    # narrow: the subject no longer chosen leaves the sheet, the others keep their splits
+    narrower = write_config(osf, tmp_path, cohorts=["MMRR-21", "OASIS-TRT-20"], subjects=[], split=split)
+    snakemake(narrower, workdir, str(sheet_path))
+    assert read_splits(sheet_path) == {s: v for s, v in widened.items() if s != "NKI-TRT-20-1"}

@@ -1,0 +1,75 @@
+"""Dice and structure-volume bias of each vote rule (meshseg.vote.RULES) on a run's test subjects.
+
+Usage (after ``snakemake all``, which trains the models and prepares the subjects)::
+
+    .venv/bin/python benchmarks/vote_rules.py [--results results] [--subvolumes 512]
+
+Every rule votes over the same crops of the same trained model (the workflow's inference
+settings but the rule). Volume bias is (predicted - true) / true volume of a structure,
+averaged over the test subjects; ``changed`` is the share of voxels whose label differs from
+the reference's rule (``hard-lowest``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from meshseg.checkpoint import load_checkpoint
+from meshseg.inference import InferenceConfig, load_model, predict_volume
+from meshseg.io import load_volume
+from meshseg.metrics import dice_per_class, foreground_dice
+from meshseg.subvolumes import inference_locations
+from meshseg.vote import RULES
+
+
+def score_rules(checkpoint: Path, image_path: Path, truth_path: Path, config: InferenceConfig) -> list[dict]:
+    """One row per rule and class: Dice, predicted and true voxels, voxels changed."""
+    model, labelset, device, dtype = load_model(checkpoint, config)
+    patch = load_checkpoint(checkpoint)["train_config"]["patch"]
+    image = load_volume(image_path)[0].astype(np.float32, copy=False)
+    truth = labelset.to_classes(load_volume(truth_path)[0], str(truth_path))
+    locations = inference_locations(config.n_subvolumes, image.shape[0], patch, config.sd,
+                                    np.random.default_rng(config.seed))
+    n = labelset.n_classes
+    votes = {rule: predict_volume(model, image, locations, patch, n, config.batch_size, device, dtype,
+                                  config.channels_last, rule) for rule in RULES}
+    rows = []
+    for rule, classes in votes.items():
+        dice = dice_per_class(truth, classes, n)
+        changed = float((classes != votes["hard-lowest"]).mean())
+        rows += [{"rule": rule, "class": c, "name": labelset.names[c], "dice": dice[c],
+                  "foreground_dice": foreground_dice(dice), "predicted": int((classes == c).sum()),
+                  "true": int((truth == c).sum()), "changed": changed} for c in range(1, n)]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--subvolumes", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    sheet = pd.read_csv(args.results / "subjects.tsv", sep="\t")
+    config = InferenceConfig(n_subvolumes=args.subvolumes, threads=args.threads)
+    rows = []
+    for checkpoint in sorted(args.results.glob("models/*/checkpoint.pt")):
+        for subject in sheet.loc[sheet["split"] == "test", "subject"]:
+            prepared = args.results / "prepared" / subject
+            for row in score_rules(checkpoint, prepared / "t1.nii.gz", prepared / "labels.nii.gz", config):
+                rows.append({"model": checkpoint.parent.name, "subject": subject, **row})
+    table = pd.DataFrame(rows)
+    table["bias_percent"] = 100 * (table["predicted"] - table["true"]) / table["true"]
+    summary = table.groupby(["model", "rule", "name"], sort=False).agg(
+        dice=("dice", "mean"), bias_percent=("bias_percent", "mean"),
+        foreground_dice=("foreground_dice", "mean"), changed_percent=("changed", "mean"))
+    summary["changed_percent"] *= 100
+    print(f"{args.subvolumes} subvolumes, {table['subject'].nunique()} test subjects")
+    print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
+
+
+if __name__ == "__main__":
+    main()
