@@ -317,6 +317,7 @@ def get_run_summary(wildcards):
         "labelset": DATASET["labelset"],
         "test_subjects": len(subjects_in("test")),
         "n_subvolumes": config["inference"]["n_subvolumes"],
+        "vote": config["inference"]["vote"],
     }
 
 

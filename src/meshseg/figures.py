@@ -46,13 +46,13 @@ def run_caption(run: Mapping) -> str:
     """The settings behind a figure in two sentences: models, then data.
 
     ``run`` holds ``models`` (name -> config entry with ``steps`` and ``inference``, or
-    ``{"pretrained": path, "inference": ...}``), ``dataset``, ``labelset``, ``test_subjects``
-    and ``n_subvolumes``, as rules/common.smk's ``get_run_summary`` builds it.
+    ``{"pretrained": path, "inference": ...}``), ``dataset``, ``labelset``, ``test_subjects``,
+    ``n_subvolumes`` and ``vote`` (the rule), as rules/common.smk's ``get_run_summary`` builds it.
     """
     models = []
     for name, spec in run["models"].items():
         how = ("whole-volume inference" if spec["inference"] == "whole"
-               else f"{run['n_subvolumes']} subvolumes, majority vote")
+               else f"{run['n_subvolumes']} subvolumes, {run['vote']} vote")
         what = (f"pretrained {spec['pretrained']}" if "pretrained" in spec
                 else f"{describe_model(spec)}, {spec['steps']} training steps")
         models.append(f"{name} ({what}; {how})")

@@ -10,7 +10,7 @@ volumes. Every step writes its file into ``OUT/<subject>/`` (kept for quality co
     labels_native.nii.gz   the same ids on the T1's grid, with the T1's header
     volumes.tsv            mm^3 per class, measured on labels_conformed (1 mm voxels, before
                            resampling to the T1's grid)
-    inference.json         mode, seconds, subvolumes, device
+    inference.json         mode, vote rule, seconds, subvolumes, device
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ RUN = {
     "models": {"meshnet": {"arch": "meshnet", "variant": "small", "steps": 250, "inference": "whole"},
                "unet": {"arch": "unet", "width": 16, "steps": 120, "inference": "vote"}},
     "dataset": "demo", "labelset": "demo_gwm", "test_subjects": 2, "n_subvolumes": 512,
+    "vote": "hard",
 }
 NAMES = ["Unknown", "gray-matter", "white-matter"]
 TRUE_MM3 = [16e6, 6e5, 4.5e5]
@@ -49,7 +50,7 @@ def assert_png(path, min_width=800):
 def test_run_caption_names_models_steps_and_inference():
     caption = figures.run_caption(RUN)
     for text in ("meshnet (MeshNet small, 250 training steps; whole-volume inference)",
-                 "unet (U-Net width 16, 120 training steps; 512 subvolumes, majority vote)",
+                 "unet (U-Net width 16, 120 training steps; 512 subvolumes, hard vote)",
                  "label set demo_gwm", "2 test subjects"):
         assert text in caption
 
