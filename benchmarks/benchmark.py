@@ -28,18 +28,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from meshseg import runtime
-from meshseg.checkpoint import model_from_checkpoint
-from meshseg.conform import conform_file
-from meshseg.dataset import Volume, random_batch
-from meshseg.fusion import fuse_for_inference
-from meshseg.demo import make_demo_subject
-from meshseg.inference import predict_volume, predict_whole
-from meshseg.io import load_volume
-from meshseg.models import build_model, model_config
-from meshseg.preprocess import prepare_file
-from meshseg.subvolumes import inference_locations
-from meshseg.vote import VoteAggregator
+from meshseg.data.demo import make_demo_subject
+from meshseg.image.conform import conform_file
+from meshseg.image.io import load_volume
+from meshseg.image.preprocess import prepare_file
+from meshseg.nn import runtime
+from meshseg.nn.checkpoint import model_from_checkpoint
+from meshseg.nn.crops import Volume, random_batch
+from meshseg.nn.fusion import fuse_for_inference
+from meshseg.nn.inference import predict_volume, predict_whole
+from meshseg.nn.models import build_model, model_config
+from meshseg.nn.subvolumes import inference_locations
+from meshseg.nn.vote import VoteAggregator
 
 CPU = torch.device("cpu")
 PATCH = 38

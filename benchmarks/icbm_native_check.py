@@ -21,12 +21,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from meshseg.conform import conform_file
-from meshseg.demo import template
-from meshseg.inference import InferenceConfig
-from meshseg.io import load_volume, save_image
+from meshseg.data.demo import template
+from meshseg.image.conform import conform_file
+from meshseg.image.io import load_volume, save_image
+from meshseg.image.preprocess import prepare_file
 from meshseg.metrics import dice_per_class
-from meshseg.preprocess import prepare_file
+from meshseg.nn.inference import InferenceConfig
 from meshseg.segment import segment_t1
 
 

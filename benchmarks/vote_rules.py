@@ -1,4 +1,5 @@
-"""Dice and structure-volume bias of each vote rule (meshseg.vote.RULES) on a run's test subjects.
+"""Dice and structure-volume bias of each vote rule (meshseg.nn.vote.RULES) on a run's test
+subjects.
 
 Usage (after ``snakemake all``, which trains the models and prepares the subjects)::
 
@@ -18,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from meshseg.checkpoint import load_checkpoint
-from meshseg.inference import InferenceConfig, load_model, predict_volume
-from meshseg.io import load_volume
+from meshseg.image.io import load_volume
 from meshseg.metrics import dice_per_class, foreground_dice
-from meshseg.subvolumes import inference_locations
-from meshseg.vote import RULES
+from meshseg.nn.checkpoint import load_checkpoint
+from meshseg.nn.inference import InferenceConfig, load_model, predict_volume
+from meshseg.nn.subvolumes import inference_locations
+from meshseg.nn.vote import RULES
 
 
 def score_rules(checkpoint: Path, image_path: Path, truth_path: Path, config: InferenceConfig) -> list[dict]:

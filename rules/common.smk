@@ -13,9 +13,9 @@ validate(config, "../config/schema.yaml")
 # plain clone, in conda environments and on SLURM nodes alike.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from meshseg.folder import find_subjects, folder_sheet  # noqa: E402
-from meshseg.modelcard import DATA_LICENCES  # noqa: E402
-from meshseg.subjects import read_subject_sheet  # noqa: E402
+from meshseg.data.folder import find_subjects, folder_sheet  # noqa: E402
+from meshseg.data.subjects import read_subject_sheet  # noqa: E402
+from meshseg.report.modelcard import DATA_LICENCES  # noqa: E402
 
 DATASET = config[config["dataset"]]  # the settings block of the chosen dataset
 # Pretrained models (name -> checkpoint) replace the trained ones: nothing is trained then.
@@ -302,7 +302,7 @@ def get_report_outputs():
 
 
 def get_run_summary(wildcards):
-    """What every figure's caption names (meshseg.figures.run_caption): each model with its
+    """What every figure's caption names (meshseg.report.figures.run_caption): each model with its
     training steps (or pretrained checkpoint) and inference mode, the data, the subvolumes."""
     models = {}
     for name, spec in MODELS.items():

@@ -2,7 +2,7 @@ rule dice_vs_subvolumes:
     """Dice against the number of subvolumes N of the vote (and whole-volume, for MeshNet).
 
     One crop sequence per subject is predicted once and each N votes over its first N crops
-    (meshseg.experiments); config experiment.subvolume_counts lists the N.
+    (meshseg.report.experiments); config experiment.subvolume_counts lists the N.
     """
     input:
         checkpoint=get_checkpoint,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from meshseg.io import save_image
+from meshseg.image.io import save_image
 
 
 def sphere_volume(size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,9 +40,9 @@ def tiny_checkpoint(path, arch: str = "meshnet", labelset: str = "demo_gwm", see
     """
     import torch
 
-    from meshseg.checkpoint import save_checkpoint
     from meshseg.labels import load_labelset
-    from meshseg.models import build_model, model_config
+    from meshseg.nn.checkpoint import save_checkpoint
+    from meshseg.nn.models import build_model, model_config
 
     labels = load_labelset(labelset)
     spec = {**model_config(arch, labels.n_classes, **model_args), **(overrides or {})}

@@ -9,14 +9,14 @@ import os
 import sys
 from collections import Counter
 
-from meshseg.conform import BACKENDS, conform_file
-from meshseg.evaluation import structure_table
-from meshseg.export import export_onnx
-from meshseg.inference import MODES, InferenceConfig
+from meshseg.image.conform import BACKENDS, conform_file
 from meshseg.labels import load_labelset
-from meshseg.runtime import PRECISIONS
+from meshseg.nn.export import export_onnx
+from meshseg.nn.inference import MODES, InferenceConfig
+from meshseg.nn.runtime import PRECISIONS
+from meshseg.nn.vote import RULES
+from meshseg.report.evaluation import structure_table
 from meshseg.segment import check_t1, segment_t1, subject_name
-from meshseg.vote import RULES
 
 
 def _conform(args: argparse.Namespace) -> None:

@@ -19,15 +19,15 @@ import logging
 import os
 from pathlib import Path
 
-from meshseg.checkpoint import load_checkpoint
-from meshseg.conform import conform_file
-from meshseg.evaluation import volume_table
-from meshseg.inference import InferenceConfig, segment_file
-from meshseg.io import ImageError, load_volume, write_table
+from meshseg.image.conform import conform_file
+from meshseg.image.io import ImageError, load_volume, write_table
+from meshseg.image.native import labels_to_native, native_header
+from meshseg.image.preprocess import prepare_file
 from meshseg.labels import LabelSet
-from meshseg.native import labels_to_native, native_header
-from meshseg.preprocess import prepare_file
-from meshseg.training import TrainConfig
+from meshseg.nn.checkpoint import load_checkpoint
+from meshseg.nn.inference import InferenceConfig, segment_file
+from meshseg.nn.training import TrainConfig
+from meshseg.report.evaluation import volume_table
 
 log = logging.getLogger(__name__)
 

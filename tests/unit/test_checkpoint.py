@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from meshseg.checkpoint import (load_checkpoint, model_from_checkpoint, restore_rng_state, rng_state,
-                                save_checkpoint, weight_bytes)
 from meshseg.labels import load_labelset
-from meshseg.models import build_model, model_config
+from meshseg.nn.checkpoint import (load_checkpoint, model_from_checkpoint, restore_rng_state,
+                                   rng_state, save_checkpoint, weight_bytes)
+from meshseg.nn.models import build_model, model_config
 
 
 def test_round_trip(tmp_path):

@@ -2,9 +2,10 @@ import pandas as pd
 import pytest
 import torch
 
-from meshseg.claims import (CLAIMS_COLUMNS, REFERENCE, REFERENCE_COLUMNS, RUN, checkpoint_bytes,
-                            compose_claims, crops_per_second, measure_reference_speed, summarise_claims)
-from meshseg.models import build_model, model_config
+from meshseg.nn.models import build_model, model_config
+from meshseg.report.claims import (CLAIMS_COLUMNS, REFERENCE, REFERENCE_COLUMNS, RUN,
+                                   checkpoint_bytes, compose_claims, crops_per_second,
+                                   measure_reference_speed, summarise_claims)
 
 CPU = "cpu (2 threads, bf16)"
 

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from meshseg.cli import main
-from meshseg.demo import make_demo_subject
-from meshseg.export import onnx_labels
-from meshseg.io import save_image
+from meshseg.data.demo import make_demo_subject
+from meshseg.image.io import save_image
+from meshseg.nn.export import onnx_labels
 from meshseg.segment import OUTPUTS
 from tests.conftest import tiny_checkpoint
 from tests.unit.test_native import assert_same_grid

@@ -1,4 +1,5 @@
-"""meshseg.conform against the mri_convert -c rules (REFERENCE.md section 3), on synthetic images."""
+"""meshseg.image.conform against the mri_convert -c rules (REFERENCE.md section 3), on synthetic
+images."""
 
 import json
 import os
@@ -9,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from meshseg.conform import (
+from meshseg.image.conform import (
     conform,
     conform_file,
     conformed_affine,
@@ -17,7 +18,7 @@ from meshseg.conform import (
     is_conformed,
     uchar_scale,
 )
-from meshseg.io import ImageError, save_image
+from meshseg.image.io import ImageError, save_image
 
 LIA = np.array([[-1.0, 0, 0], [0, 0, 1], [0, -1, 0]])
 

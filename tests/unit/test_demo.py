@@ -1,4 +1,4 @@
-"""Tests for meshseg.demo: the synthetic ICBM152-derived demo cohort."""
+"""Tests for meshseg.data.demo: the synthetic ICBM152-derived demo cohort."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from meshseg.demo import make_demo_subject
+from meshseg.data.demo import make_demo_subject
 
 SEED = 20240607
 # The template itself gives GM 1080 cm^3 and WM 632 cm^3 with the labelling rule; a smooth

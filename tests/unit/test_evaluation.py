@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from meshseg.checkpoint import save_checkpoint
-from meshseg.evaluation import evaluate_subject, structure_table, volume_table
-from meshseg.io import ImageError, save_image
+from meshseg.image.io import ImageError, save_image
 from meshseg.labels import load_labelset
-from meshseg.models import build_model, model_config
-from meshseg.tables import COMPARISON_COLUMNS, subject_scores, summarise
+from meshseg.nn.checkpoint import save_checkpoint
+from meshseg.nn.models import build_model, model_config
+from meshseg.report.evaluation import evaluate_subject, structure_table, volume_table
+from meshseg.report.tables import COMPARISON_COLUMNS, subject_scores, summarise
 
 AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])  # 2 mm^3 voxels
 

@@ -3,13 +3,13 @@ import pandas as pd
 import pytest
 import torch
 
-from meshseg.checkpoint import model_from_checkpoint, save_checkpoint
-from meshseg.experiments import COLUMNS, dice_vs_subvolumes
-from meshseg.inference import InferenceConfig, predict_volume
 from meshseg.labels import load_labelset
 from meshseg.metrics import dice_per_class, foreground_dice
-from meshseg.models import build_model, model_config
-from meshseg.subvolumes import inference_locations
+from meshseg.nn.checkpoint import model_from_checkpoint, save_checkpoint
+from meshseg.nn.inference import InferenceConfig, predict_volume
+from meshseg.nn.models import build_model, model_config
+from meshseg.nn.subvolumes import inference_locations
+from meshseg.report.experiments import COLUMNS, dice_vs_subvolumes
 
 PATCH = 16  # a 48^3 volume: 27 grid crops
 

@@ -5,18 +5,18 @@ import onnx
 import pytest
 import torch
 
-from meshseg.checkpoint import model_from_checkpoint, save_checkpoint
-from meshseg.export import export_onnx, onnx_labels
-from meshseg.io import load_volume
+from meshseg.image.io import load_volume
+from meshseg.nn.checkpoint import model_from_checkpoint, save_checkpoint
+from meshseg.nn.export import export_onnx, onnx_labels
 from tests.conftest import tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def prepared_t1(tmp_path_factory):
     """A prepared (conformed, padded, normalised) demo T1, as float32 256^3."""
-    from meshseg.conform import conform_file
-    from meshseg.demo import make_demo_subject
-    from meshseg.preprocess import prepare_file
+    from meshseg.data.demo import make_demo_subject
+    from meshseg.image.conform import conform_file
+    from meshseg.image.preprocess import prepare_file
 
     folder = tmp_path_factory.mktemp("demo")
     make_demo_subject(1, 0, folder / "t1.nii.gz", folder / "labels.nii.gz")

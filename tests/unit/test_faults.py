@@ -105,7 +105,7 @@ disk full while writing (simulated)
 
 "Nothing partial left": no file under the final name, and no temporary file beside it either,
 except after SIGKILL, where ``.<name>.part-<host>-<pid>-<random>`` may remain until the next
-write of ``<name>`` removes it (meshseg.io module docstring).
+write of ``<name>`` removes it (meshseg.image.io module docstring).
 """
 
 from __future__ import annotations
@@ -129,19 +129,19 @@ import pandas as pd
 import pytest
 import torch
 
-import meshseg.io
-from meshseg import osf
-from meshseg.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from meshseg.conform import conform_file, is_conformed
-from meshseg.dataset import Volume, load_volumes
-from meshseg.evaluation import structure_table
-from meshseg.inference import InferenceConfig, segment_file
-from meshseg.io import ImageError, OutputError, save_image, write_text
+import meshseg.image.io
+from meshseg.data import osf
+from meshseg.data.subjects import read_subject_sheet
+from meshseg.image.conform import conform_file, is_conformed
+from meshseg.image.io import ImageError, OutputError, save_image, write_text
+from meshseg.image.preprocess import prepare_file
 from meshseg.labels import load_labelset
-from meshseg.models import build_model, model_config
-from meshseg.preprocess import prepare_file
-from meshseg.subjects import read_subject_sheet
-from meshseg.training import TrainConfig, train
+from meshseg.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from meshseg.nn.crops import Volume, load_volumes
+from meshseg.nn.inference import InferenceConfig, segment_file
+from meshseg.nn.models import build_model, model_config
+from meshseg.nn.training import TrainConfig, train
+from meshseg.report.evaluation import structure_table
 from tests.conftest import sphere_volume
 
 pytest_plugins = ["tests.osf_server"]  # the fake_osf fixture
@@ -385,7 +385,7 @@ def test_resume_state_of_another_label_set_is_not_used(tmp_path, caplog):
     stale = load_checkpoint(ckpt)
     save_checkpoint({**stale, "step": 2}, tmp_path / "checkpoint.pt.resume.pt")
     ckpt.unlink()
-    with caplog.at_level("INFO", logger="meshseg.training"):
+    with caplog.at_level("INFO", logger="meshseg.nn.training"):
         train(train_config(steps=3, checkpoint_every=100), MESHNET, LABELSET, volumes(), [], ckpt,
               tmp_path / "curve.tsv")
     assert "made with another configuration" in caplog.text and "resuming" not in caplog.text
@@ -459,7 +459,7 @@ def test_disk_full_names_the_file_and_leaves_nothing(tmp_path, monkeypatch, writ
     write(previous)
     before = previous.read_bytes()
     if writer == "save_image":
-        monkeypatch.setattr(meshseg.io.nib, "save", writes_half_then_fills_the_disk)
+        monkeypatch.setattr(meshseg.image.io.nib, "save", writes_half_then_fills_the_disk)
     elif writer == "save_checkpoint":
         monkeypatch.setattr(torch, "save", writes_half_then_fills_the_disk)
     else:
@@ -579,8 +579,8 @@ CHILD_PAUSE = """
 
 # nib.save standing in for a write that is cut short: half the bytes are on disk when killed
 CHILD_HALF_WRITE = """
-    import meshseg.io
-    _save = meshseg.io.nib.save
+    import meshseg.image.io
+    _save = meshseg.image.io.nib.save
 
     def half_save(img, path, *args, **kwargs):
         _save(img, path, *args, **kwargs)
@@ -588,7 +588,7 @@ CHILD_HALF_WRITE = """
         pathlib.Path(path).write_bytes(data[:len(data) // 2])
         pause()
 
-    meshseg.io.nib.save = half_save
+    meshseg.image.io.nib.save = half_save
 """
 
 
@@ -598,7 +598,7 @@ def test_kill_9_during_training_resumes_to_the_result_of_an_uninterrupted_run(tm
           reference / "curve.tsv")
     run, marker = tmp_path / "run", tmp_path / "killed-here"
     start_and_kill(CHILD_PAUSE.format(marker=str(marker)) + f"""
-    import meshseg.training as training
+    import meshseg.nn.training as training
     from tests.unit.test_faults import LABELSET, MESHNET, train_config, volumes
     calls, real_batch = [0], training.random_batch
 
@@ -632,7 +632,7 @@ def test_kill_9_during_inference_leaves_no_output_and_the_rerun_completes(tmp_pa
     checkpoint = tiny_checkpoint(tmp_path / "checkpoint.pt")
     out, marker = tmp_path / "pred", tmp_path / "killed-here"
     patch = CHILD_HALF_WRITE if stage == "write" else """
-    from meshseg.models.meshnet import MeshNet
+    from meshseg.nn.models.meshnet import MeshNet
     MeshNet.forward = lambda self, x: pause()  # killed while predicting
     """
     start_and_kill(CHILD_PAUSE.format(marker=str(marker)) + patch + f"""
@@ -643,7 +643,7 @@ def test_kill_9_during_inference_leaves_no_output_and_the_rerun_completes(tmp_pa
     assert "labels.nii.gz" not in left and "inference.json" not in left, left
     if stage == "write":  # killed half-way through the label map: only its temporary name
         assert [p for p in left if p.startswith(".")] == [p for p in left if p.startswith(
-            f".labels.nii.gz.part-{meshseg.io._HOST}-")] != [], left
+            f".labels.nii.gz.part-{meshseg.image.io._HOST}-")] != [], left
 
     stats = segment(checkpoint, image, out)
     assert everything_in(out) == ["inference.json", "labels.nii.gz", "labels_lut.txt"]  # temp removed
@@ -657,11 +657,11 @@ def test_kill_9_during_conform_leaves_no_output_and_the_rerun_completes(tmp_path
     source = small_t1(tmp_path / "t1weighted.nii.gz", shape=(10, 12, 14))
     out, marker = tmp_path / "conformed", tmp_path / "killed-here"
     patch = CHILD_HALF_WRITE if stage == "write" else """
-    import meshseg.conform
-    meshseg.conform._resample = lambda *args: pause()  # killed while reslicing
+    import meshseg.image.conform
+    meshseg.image.conform._resample = lambda *args: pause()  # killed while reslicing
     """
     start_and_kill(CHILD_PAUSE.format(marker=str(marker)) + patch + f"""
-    from meshseg.conform import conform_file
+    from meshseg.image.conform import conform_file
     conform_file({str(source)!r}, {str(out / 't1.nii.gz')!r}, backend="python")
     """, marker, tmp_path)
     left = everything_in(out)

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from meshseg import figures
-from meshseg.io import ImageError, save_image
+from meshseg.image.io import ImageError, save_image
+from meshseg.report import figures
 
 RUN = {
     "models": {"meshnet": {"arch": "meshnet", "variant": "small", "steps": 250, "inference": "whole"},

@@ -1,6 +1,6 @@
 import pytest
 
-from meshseg.folder import find_subjects, folder_sheet
+from meshseg.data.folder import find_subjects, folder_sheet
 
 SPLIT = {"train": 70, "validation": 10, "test": 20}
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from meshseg.checkpoint import save_checkpoint
-from meshseg.inference import InferenceConfig, predict_volume, segment_file
 from meshseg.labels import LabelClass, LabelSet
-from meshseg.models import build_model, model_config
-from meshseg.subvolumes import inference_locations
-from meshseg.vote import RULES
+from meshseg.nn.checkpoint import save_checkpoint
+from meshseg.nn.inference import InferenceConfig, predict_volume, segment_file
+from meshseg.nn.models import build_model, model_config
+from meshseg.nn.subvolumes import inference_locations
+from meshseg.nn.vote import RULES
 
 
 class Threshold(torch.nn.Module):
@@ -81,7 +81,7 @@ def test_segment_file_writes_ids_lut_and_timing(tmp_path, prepared_pair):
 
 
 def test_bf16_and_fp32_labels_agree_on_a_trained_looking_network():
-    from meshseg.runtime import autocast_dtype
+    from meshseg.nn.runtime import autocast_dtype
     if autocast_dtype(torch.device("cpu"), "auto") is None:
         pytest.skip("no native bf16 on this CPU")
     from tests.conftest import sphere_volume
@@ -112,7 +112,7 @@ def meshnet_with_statistics(n_classes=3):
 
 @pytest.mark.parametrize("slab,classify", [(None, 8), (5, 2), (40, 8), (7, 3)])
 def test_whole_volume_equals_one_pass_over_the_zero_surrounded_volume(slab, classify):
-    from meshseg.inference import predict_whole
+    from meshseg.nn.inference import predict_whole
     model, image = meshnet_with_statistics(), head_in_air()
     radius = model.receptive_radius
     with torch.inference_mode():
@@ -124,7 +124,7 @@ def test_whole_volume_equals_one_pass_over_the_zero_surrounded_volume(slab, clas
 
 
 def test_whole_volume_away_from_the_faces_equals_a_plain_single_pass():
-    from meshseg.inference import predict_whole
+    from meshseg.nn.inference import predict_whole
     model, image = meshnet_with_statistics(), head_in_air()
     with torch.inference_mode():
         expected = model(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
@@ -135,7 +135,7 @@ def test_whole_volume_away_from_the_faces_equals_a_plain_single_pass():
 
 
 def test_an_empty_volume_gets_the_label_of_empty_input():
-    from meshseg.inference import predict_whole
+    from meshseg.nn.inference import predict_whole
     model = meshnet_with_statistics()
     got = predict_whole(model, np.zeros((20, 20, 20), np.float32), torch.device("cpu"), None, False)
     with torch.inference_mode():
@@ -144,7 +144,7 @@ def test_an_empty_volume_gets_the_label_of_empty_input():
 
 
 def test_fused_network_gives_the_same_logits():
-    from meshseg.fusion import fuse_for_inference
+    from meshseg.nn.fusion import fuse_for_inference
     for model in (meshnet_with_statistics(), build_model(model_config("unet", 3, width=4)).eval()):
         x = torch.rand(2, 1, 24, 24, 24)
         with torch.inference_mode():
@@ -155,7 +155,7 @@ def test_fused_network_gives_the_same_logits():
 
 
 def test_whole_volume_refuses_a_unet():
-    from meshseg.inference import predict_whole
+    from meshseg.nn.inference import predict_whole
     with pytest.raises(ValueError, match="fully convolutional"):
         predict_whole(build_model(model_config("unet", 3, width=2)), np.zeros((8, 8, 8), np.float32),
                       torch.device("cpu"), None, False)

@@ -3,7 +3,7 @@ import logging
 import numpy as np
 import pytest
 
-from meshseg.intensity import minmax_normalise, pad_to_cube
+from meshseg.image.intensity import minmax_normalise, pad_to_cube
 
 
 def test_pad_is_centred_and_keeps_world_positions():

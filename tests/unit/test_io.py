@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from meshseg.io import ImageError, atomic_path, load_image, save_image
+from meshseg.image.io import ImageError, atomic_path, load_image, save_image
 
 
 def test_save_and_load_keep_data_and_affine(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from meshseg.models import build_model, count_parameters, model_config
+from meshseg.nn.models import build_model, count_parameters, model_config
 
 # REFERENCE.md section 1.1: parameter counts (weights, biases, BatchNorm affine).
 EXPECTED = {

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from meshseg.io import ImageError, save_image
-from meshseg.native import labels_to_native, resample_nearest
+from meshseg.image.io import ImageError, save_image
+from meshseg.image.native import labels_to_native, resample_nearest
 
 
 def random_labels(shape=(12, 10, 8), seed=0):
@@ -108,10 +108,10 @@ def test_unreadable_reference_names_the_file(tmp_path):
 
 
 def test_demo_round_trip_through_the_prepared_grid(tmp_path):
-    from meshseg.conform import conform_file
-    from meshseg.demo import make_demo_subject
+    from meshseg.data.demo import make_demo_subject
+    from meshseg.image.conform import conform_file
+    from meshseg.image.preprocess import prepare_file
     from meshseg.metrics import dice_per_class
-    from meshseg.preprocess import prepare_file
 
     make_demo_subject(0, 0, tmp_path / "t1.nii.gz", tmp_path / "labels.nii.gz")
     conform_file(tmp_path / "labels.nii.gz", tmp_path / "conformed.nii.gz", labels=True, backend="python")

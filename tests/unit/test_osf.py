@@ -6,8 +6,9 @@ from datetime import datetime
 import pytest
 import requests
 
-from meshseg.osf import (DownloadError, cohort_of, cohort_of_subject, download, extract_subjects,
-                         fetch_mindboggle, list_archives, subjects_in_archive)
+from meshseg.data.osf import (DownloadError, cohort_of, cohort_of_subject, download,
+                              extract_subjects, fetch_mindboggle, list_archives,
+                              subjects_in_archive)
 pytest_plugins = ["tests.osf_server"]  # the fake_osf fixture
 
 MMRR = "MMRR-21_volumes.tar.gz"

@@ -2,8 +2,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from meshseg.io import ImageError, save_image
-from meshseg.preprocess import prepare_file
+from meshseg.image.io import ImageError, save_image
+from meshseg.image.preprocess import prepare_file
 
 
 def test_t1_is_padded_and_normalised(tmp_path):

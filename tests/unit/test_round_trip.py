@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from meshseg.conform import conform_file
-from meshseg.native import labels_to_native
-from meshseg.preprocess import prepare_file
+from meshseg.image.conform import conform_file
+from meshseg.image.native import labels_to_native
+from meshseg.image.preprocess import prepare_file
 
 _DIRECTIONS = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
 SCANNER_OFFSET = np.array([-97.31, -131.17, -70.61])  # mm, not a multiple of the voxel size

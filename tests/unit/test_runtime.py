@@ -8,10 +8,10 @@ import textwrap
 import pytest
 import torch
 
-from meshseg import runtime
-from meshseg.fusion import fuse_for_inference
 from meshseg.logs import log_to
-from meshseg.models import build_model, model_config
+from meshseg.nn import runtime
+from meshseg.nn.fusion import fuse_for_inference
+from meshseg.nn.models import build_model, model_config
 
 
 def test_device_selection():
@@ -73,7 +73,7 @@ def test_forced_bf16_without_native_bf16_warns_and_runs_unfused(monkeypatch, cap
     monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", no_bf16_kernel)
     cpu = torch.device("cpu")
     assert runtime.autocast_dtype(cpu, "auto") is None
-    with caplog.at_level(logging.WARNING, logger="meshseg.runtime"):
+    with caplog.at_level(logging.WARNING, logger="meshseg.nn.runtime"):
         assert runtime.autocast_dtype(cpu, "bf16") is torch.bfloat16
     assert "compute.precision: bf16" in caplog.text and "AVX-512" in caplog.text
 
@@ -91,9 +91,9 @@ def test_bf16_inference_on_a_cpu_limited_to_avx2():
     """The real thing: oneDNN told to use AVX2 at most (ONEDNN_MAX_CPU_ISA), as such a CPU has."""
     script = textwrap.dedent("""
         import torch
-        from meshseg import runtime
-        from meshseg.inference import predict_whole
-        from meshseg.models import build_model, model_config
+        from meshseg.nn import runtime
+        from meshseg.nn.inference import predict_whole
+        from meshseg.nn.models import build_model, model_config
         cpu = torch.device("cpu")
         model, image = build_model(model_config("meshnet", 3)).eval(), torch.rand(20, 20, 20).numpy()
         predict_whole(model, image, cpu, runtime.autocast_dtype(cpu, "bf16"), channels_last=True)

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from meshseg.splits import split_counts, split_table_file, stratified_split, update_split
+from meshseg.data.splits import split_counts, split_table_file, stratified_split, update_split
 
 COHORTS = {"Extra-18": 18, "MMRR-21": 21, "NKI-RS-22": 22, "NKI-TRT-20": 20, "OASIS-TRT-20": 20}
 MINDBOGGLE = pd.DataFrame([{"subject": f"{c}-{i}", "cohort": c} for c, n in COHORTS.items()

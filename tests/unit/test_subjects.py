@@ -1,6 +1,6 @@
 import pytest
 
-from meshseg.subjects import read_subject_sheet
+from meshseg.data.subjects import read_subject_sheet
 
 
 def write(tmp_path, text):

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from meshseg.subvolumes import gaussian_locations, grid_locations, grid_starts, inference_locations
+from meshseg.nn.subvolumes import (gaussian_locations, grid_locations, grid_starts,
+                                   inference_locations)
 
 
 def test_grid_starts_worked_example():

@@ -3,12 +3,12 @@ import pandas as pd
 import pytest
 import torch
 
-import meshseg.training as training
-from meshseg.checkpoint import load_checkpoint, model_from_checkpoint
-from meshseg.dataset import Volume, load_volumes
+import meshseg.nn.training as training
 from meshseg.labels import load_labelset
-from meshseg.models import model_config
-from meshseg.training import TrainConfig, train, train_files
+from meshseg.nn.checkpoint import load_checkpoint, model_from_checkpoint
+from meshseg.nn.crops import Volume, load_volumes
+from meshseg.nn.models import model_config
+from meshseg.nn.training import TrainConfig, train, train_files
 from tests.conftest import sphere_volume
 
 LABELSET = load_labelset("demo_gwm")
@@ -111,7 +111,7 @@ def test_no_training_subjects_is_an_error(tmp_path):
 
 
 def test_labels_outside_the_set_name_the_file(tmp_path, prepared_pair):
-    from meshseg.io import save_image
+    from meshseg.image.io import save_image
     image, _, _, labels = prepared_pair
     bad = tmp_path / "bad_labels.nii.gz"
     save_image(np.where(labels == 2, 9, labels).astype(np.uint8), np.diag([-1.0, 1, 1, 1]), bad)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from meshseg.vote import RULES, VoteAggregator
+from meshseg.nn.vote import RULES, VoteAggregator
 
 
 def random_crops(n=60, shape=(30, 20, 24), patch=8, n_classes=5, seed=0):

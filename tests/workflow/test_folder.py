@@ -18,10 +18,10 @@ import pytest
 import torch
 import yaml
 
-from meshseg.checkpoint import save_checkpoint
-from meshseg.demo import make_demo_subject
+from meshseg.data.demo import make_demo_subject
 from meshseg.labels import load_labelset
-from meshseg.models import build_model, model_config
+from meshseg.nn.checkpoint import save_checkpoint
+from meshseg.nn.models import build_model, model_config
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from meshseg.demo import make_demo_subject
+from meshseg.data.demo import make_demo_subject
 from tests.osf_server import archive_of, serve
 
 ROOT = Path(__file__).resolve().parents[2]

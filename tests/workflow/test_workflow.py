@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from meshseg.models import build_model, count_parameters, model_config
-from meshseg.tables import COMPARISON_COLUMNS
+from meshseg.nn.models import build_model, count_parameters, model_config
+from meshseg.report.tables import COMPARISON_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow

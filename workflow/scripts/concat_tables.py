@@ -1,5 +1,5 @@
 from meshseg.logs import log_to
-from meshseg.tables import concat_tables
+from meshseg.report.tables import concat_tables
 
 log_to(snakemake.log[0])
 concat_tables(snakemake.input, snakemake.output[0])

@@ -1,4 +1,4 @@
-from meshseg.conform import conform_file
+from meshseg.image.conform import conform_file
 from meshseg.logs import log_to
 
 log_to(snakemake.log[0])

@@ -1,6 +1,6 @@
-from meshseg.experiments import dice_vs_subvolumes
-from meshseg.inference import InferenceConfig
 from meshseg.logs import log_to
+from meshseg.nn.inference import InferenceConfig
+from meshseg.report.experiments import dice_vs_subvolumes
 
 log_to(snakemake.log[0])
 dice_vs_subvolumes(

@@ -1,5 +1,5 @@
-from meshseg.evaluation import evaluate_subject
 from meshseg.logs import log_to
+from meshseg.report.evaluation import evaluate_subject
 
 log_to(snakemake.log[0])
 evaluate_subject(

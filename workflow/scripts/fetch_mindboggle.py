@@ -1,4 +1,4 @@
-from meshseg.datasets import fetch_mindboggle_table
+from meshseg.data.datasets import fetch_mindboggle_table
 from meshseg.logs import log_to
 
 log_to(snakemake.log[0])

@@ -1,4 +1,4 @@
-from meshseg.demo import make_demo_subject
+from meshseg.data.demo import make_demo_subject
 from meshseg.logs import log_to
 
 log_to(snakemake.log[0])

@@ -1,5 +1,5 @@
-from meshseg.claims import measure_reference_speed
 from meshseg.logs import log_to
+from meshseg.report.claims import measure_reference_speed
 
 log_to(snakemake.log[0])
 measure_reference_speed(

@@ -1,5 +1,5 @@
-from meshseg.figures import overlay, run_caption
 from meshseg.logs import log_to
+from meshseg.report.figures import overlay, run_caption
 
 log_to(snakemake.log[0])
 overlay(

@@ -1,5 +1,5 @@
+from meshseg.image.preprocess import prepare_file
 from meshseg.logs import log_to
-from meshseg.preprocess import prepare_file
 
 log_to(snakemake.log[0])
 prepare_file(snakemake.input[0], snakemake.output[0], size=snakemake.params.size,

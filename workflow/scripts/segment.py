@@ -1,5 +1,5 @@
-from meshseg.inference import InferenceConfig, segment_file
 from meshseg.logs import log_to
+from meshseg.nn.inference import InferenceConfig, segment_file
 
 log_to(snakemake.log[0])
 segment_file(

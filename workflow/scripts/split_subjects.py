@@ -1,5 +1,5 @@
+from meshseg.data.splits import split_table_file
 from meshseg.logs import log_to
-from meshseg.splits import split_table_file
 
 log_to(snakemake.log[0])
 split = dict(snakemake.params.split)

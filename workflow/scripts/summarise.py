@@ -1,5 +1,5 @@
 from meshseg.logs import log_to
-from meshseg.tables import summarise
+from meshseg.report.tables import summarise
 
 log_to(snakemake.log[0])
 models = snakemake.params.models

@@ -1,5 +1,5 @@
-from meshseg.claims import summarise_claims
 from meshseg.logs import log_to
+from meshseg.report.claims import summarise_claims
 
 log_to(snakemake.log[0])
 summarise_claims(

@@ -1,5 +1,5 @@
 from meshseg.logs import log_to
-from meshseg.training import TrainConfig, train_files
+from meshseg.nn.training import TrainConfig, train_files
 
 log_to(snakemake.log[0])
 train_files(

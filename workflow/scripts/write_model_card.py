@@ -1,5 +1,5 @@
 from meshseg.logs import log_to
-from meshseg.modelcard import write_model_card
+from meshseg.report.modelcard import write_model_card
 
 log_to(snakemake.log[0])
 write_model_card(

@@ -19,9 +19,9 @@ import onnx
 import onnxruntime
 import torch
 
-from meshseg.checkpoint import model_from_checkpoint
-from meshseg.io import atomic_path
-from meshseg.training import TrainConfig
+from meshseg.image.io import atomic_path
+from meshseg.nn.checkpoint import model_from_checkpoint
+from meshseg.nn.training import TrainConfig
 
 log = logging.getLogger(__name__)
 

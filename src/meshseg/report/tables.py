@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from meshseg.checkpoint import model_from_checkpoint, weight_bytes
-from meshseg.io import write_table
+from meshseg.image.io import write_table
 from meshseg.metrics import dice_summary, foreground_dice
-from meshseg.models import count_parameters
+from meshseg.nn.checkpoint import model_from_checkpoint, weight_bytes
+from meshseg.nn.models import count_parameters
 
-# Columns of a per-subject metrics table (meshseg.evaluation.evaluate_subject).
+# Columns of a per-subject metrics table (meshseg.report.evaluation.evaluate_subject).
 STRUCTURE_COLUMNS = ["subject", "model", "class", "id", "name", "dice", "native_dice",
                      "predicted_mm3", "true_mm3"]
 # Columns of subject_scores: one row per labelled subject and model.

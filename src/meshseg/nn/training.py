@@ -19,15 +19,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from meshseg import runtime
-from meshseg.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from meshseg.dataset import Volume, crop_batch, load_volumes, random_batch
-from meshseg.io import write_text
+from meshseg.image.io import write_text
 from meshseg.labels import LabelSet, load_labelset
 from meshseg.metrics import confusion_matrix, dice_from_confusion, foreground_dice
-from meshseg.models import build_model
-from meshseg.models import model_config as make_model_config
-from meshseg.subvolumes import gaussian_locations
+from meshseg.nn import runtime
+from meshseg.nn.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from meshseg.nn.crops import Volume, crop_batch, load_volumes, random_batch
+from meshseg.nn.models import build_model
+from meshseg.nn.models import model_config as make_model_config
+from meshseg.nn.subvolumes import gaussian_locations
 
 log = logging.getLogger(__name__)
 

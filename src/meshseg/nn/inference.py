@@ -1,4 +1,5 @@
-"""Segment a prepared volume: predict subvolumes in batches, then a per-voxel vote (meshseg.vote)."""
+"""Segment a prepared volume: predict subvolumes in batches, then a per-voxel vote
+(meshseg.nn.vote)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from meshseg import runtime
-from meshseg.checkpoint import model_from_checkpoint
-from meshseg.fusion import fuse_for_inference
-from meshseg.io import load_volume, save_image, write_text
+from meshseg.image.io import load_volume, save_image, write_text
 from meshseg.labels import LabelSet, load_labelset
-from meshseg.subvolumes import inference_locations
-from meshseg.vote import VoteAggregator
+from meshseg.nn import runtime
+from meshseg.nn.checkpoint import model_from_checkpoint
+from meshseg.nn.fusion import fuse_for_inference
+from meshseg.nn.subvolumes import inference_locations
+from meshseg.nn.vote import VoteAggregator
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,8 @@ MODES = ("vote", "whole")
 @dataclass
 class InferenceConfig:
     mode: str = "vote"  # vote: subvolumes + majority vote; whole: one pass over the volume (MeshNet)
-    vote: str = "hard"  # hard: ties by summed probability | soft | hard-lowest (meshseg.vote.RULES)
+    # hard: ties by summed probability | soft | hard-lowest (meshseg.nn.vote.RULES)
+    vote: str = "hard"
     n_subvolumes: int = 512  # grid (343 for 256^3 and 38^3) plus Gaussian crops up to this total
     sd: float = 64.0  # standard deviation of the Gaussian crop centres (voxels)
     batch_size: int = 16  # crops per forward pass
@@ -47,7 +49,7 @@ def predict_crops(model: torch.nn.Module, image: np.ndarray, locations: np.ndarr
                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Class indices ``(B, p, p, p)`` (uint8) of the crops at ``locations``, or with
     ``probabilities`` their softmax ``(B, C, p, p, p)`` (float32), batch by batch, each with its
-    start corners ``(B, 3)``; the network runs fused (meshseg.fusion)."""
+    start corners ``(B, 3)``; the network runs fused (meshseg.nn.fusion)."""
     net = fuse_for_inference(model, channels_last=channels_last)
     for start in range(0, len(locations), batch_size):
         chunk = locations[start:start + batch_size]
@@ -65,7 +67,7 @@ def predict_crops(model: torch.nn.Module, image: np.ndarray, locations: np.ndarr
 def predict_volume(model: torch.nn.Module, image: np.ndarray, locations: np.ndarray, patch: int,
                    n_classes: int, batch_size: int, device: torch.device,
                    dtype: torch.dtype | None, channels_last: bool, vote: str = "hard") -> np.ndarray:
-    """Class index per voxel by a ``vote`` (meshseg.vote.RULES) of the crops at ``locations``
+    """Class index per voxel by a ``vote`` (meshseg.nn.vote.RULES) of the crops at ``locations``
     (start corners), which are predicted in order of their first-axis start, as the vote needs."""
     votes = VoteAggregator(image.shape, n_classes, rule=vote)
     ordered = locations[np.argsort(locations[:, 0], kind="stable")]

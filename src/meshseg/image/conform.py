@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from meshseg import io
+from meshseg.image import io
 from meshseg.labels import integer_labels
 
 logger = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def nearest_index(coords: np.ndarray, half_up: bool | np.ndarray = True) -> np.n
     Coordinates within ``TIE`` of a half are ties. They go up (FreeSurfer's floor(x + 0.5))
     where ``half_up``, per axis, else down. Treating them as exact halves makes the choice
     independent of the rounding errors in affines, so that a backward map can undo it
-    (:func:`meshseg.native.resample_nearest`): on an odd axis of an axis-aligned 1 mm grid,
+    (:func:`meshseg.image.native.resample_nearest`): on an odd axis of an axis-aligned 1 mm grid,
     every conformed voxel centre lies half-way between two input voxel centres.
     """
     up = np.broadcast_to(np.reshape(half_up, (-1,) + (1,) * (coords.ndim - 1)), coords.shape)

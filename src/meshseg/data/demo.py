@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from meshseg.io import save_image
+from meshseg.image.io import save_image
 
 log = logging.getLogger(__name__)
 

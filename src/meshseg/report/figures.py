@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from meshseg.io import ImageError, atomic_path, load_image
+from meshseg.image.io import ImageError, atomic_path, load_image
 from meshseg.labels import LabelSet, load_labelset
 
 DPI = 150

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import nibabel as nib
 import numpy as np
 
-from meshseg.conform import conformed_affine, conformed_size, nearest_index
-from meshseg.io import ImageError, atomic_path, load_volume
+from meshseg.image.conform import conformed_affine, conformed_size, nearest_index
+from meshseg.image.io import ImageError, atomic_path, load_volume
 from meshseg.labels import integer_labels
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def resample_nearest(labels: np.ndarray, labels_affine: np.ndarray, shape: Seque
     -------
     Array of ``shape`` and ``labels.dtype``: the label of the source voxel nearest to each
     target voxel's centre; 0 where that voxel lies outside the source. A target voxel centre
-    half-way between two source voxels (a tie, :func:`meshseg.conform.nearest_index`) takes
+    half-way between two source voxels (a tie, :func:`meshseg.image.conform.nearest_index`) takes
     the one that nearest-neighbour resampling the other way (source to target, halves up, as
     conform does) maps onto it, so the two maps are inverses wherever they are one-to-one.
     """
@@ -100,7 +100,7 @@ def conformed_grid_affine(labels_affine: np.ndarray, affine: np.ndarray, shape: 
     A saved conformed or prepared image holds its affine in float32: 160.4999969 for 160.5,
     which would decide every tie of an odd axis by rounding error. When ``labels_affine`` is
     that grid's, moved by whole voxels (padding), the exact affine is recomputed from the T1's
-    as :func:`meshseg.conform.conform` computed it; any other ``labels_affine`` is returned.
+    as :func:`meshseg.image.conform.conform` computed it; any other ``labels_affine`` is returned.
     """
     size = conformed_size(shape, np.linalg.norm(affine[:3, :3], axis=0))
     conformed = conformed_affine(affine, shape, size)

@@ -33,7 +33,8 @@ class VoteAggregator:
         Number of classes C.
     rule
         One of :data:`RULES`; by default ``hard-lowest``, the one rule that class indices
-        alone decide (inference defaults to ``hard``: :class:`meshseg.inference.InferenceConfig`).
+        alone decide (inference defaults to ``hard``:
+        :class:`meshseg.nn.inference.InferenceConfig`).
     slab
         Finished slices voted at a time, which bounds the temporary arrays to
         ``(C, slab, H, W)`` (a 55 MB mask at 104 classes and 256^2 with the default 8).
@@ -41,7 +42,7 @@ class VoteAggregator:
     Notes
     -----
     Crops must come in order of their first-axis start ``x`` across :meth:`add` calls (within
-    one call, any order; :func:`meshseg.inference.predict_volume` sorts them). A crop of depth
+    one call, any order; :func:`meshseg.nn.inference.predict_volume` sorts them). A crop of depth
     p then touches only slices ``[x, x + p)``, and every slice above ``x`` is final. So the
     counts (uint16, for ``hard`` and ``hard-lowest``) and the float32 probability sums (for
     ``hard`` and ``soft``) are kept for p slices only, in a ring buffer ``(C, p, H, W)``, and

@@ -68,7 +68,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     ``auto`` picks bf16 where the hardware has bf16 kernels (:func:`has_native_bf16`) and
     fp32 elsewhere, where emulated bf16 would be slower. ``bf16`` is obeyed even without
     them, with a warning: rather than stopping, the network then runs PyTorch's plain
-    (emulated) bf16 convolutions, without the fused oneDNN ones (meshseg.fusion).
+    (emulated) bf16 convolutions, without the fused oneDNN ones (meshseg.nn.fusion).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {list(PRECISIONS)}")

@@ -19,11 +19,11 @@ import pandas as pd
 import torch
 
 from meshseg import __version__
-from meshseg.checkpoint import model_from_checkpoint, weight_bytes
-from meshseg.io import write_text
-from meshseg.models import count_parameters
-from meshseg.models.meshnet import VARIANTS
-from meshseg.subjects import SPLITS, read_subject_sheet
+from meshseg.data.subjects import SPLITS, read_subject_sheet
+from meshseg.image.io import write_text
+from meshseg.nn.checkpoint import model_from_checkpoint, weight_bytes
+from meshseg.nn.models import count_parameters
+from meshseg.nn.models.meshnet import VARIANTS
 
 # Terms of the training data of the two built-in datasets (REFERENCE.md section 2, NOTICE).
 DATA_LICENCES = {

@@ -6,8 +6,8 @@ from dataclasses import asdict
 
 from torch import nn
 
-from meshseg.models.meshnet import MeshNet, MeshNetConfig
-from meshseg.models.unet import UNet, UNetConfig
+from meshseg.nn.models.meshnet import MeshNet, MeshNetConfig
+from meshseg.nn.models.unet import UNet, UNetConfig
 
 ARCHITECTURES = ("meshnet", "unet")
 

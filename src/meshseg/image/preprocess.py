@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from meshseg.intensity import minmax_normalise, pad_to_cube
-from meshseg.io import ImageError, load_volume, save_image
+from meshseg.image.intensity import minmax_normalise, pad_to_cube
+from meshseg.image.io import ImageError, load_volume, save_image
 from meshseg.labels import integer_labels
 
 log = logging.getLogger(__name__)

@@ -21,13 +21,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from meshseg import runtime
-from meshseg.checkpoint import weight_bytes
-from meshseg.figures import describe_model
-from meshseg.io import write_table, write_text
+from meshseg.image.io import write_table, write_text
 from meshseg.labels import load_labelset
-from meshseg.models import build_model, count_parameters, model_config
-from meshseg.tables import subject_scores
+from meshseg.nn import runtime
+from meshseg.nn.checkpoint import weight_bytes
+from meshseg.nn.models import build_model, count_parameters, model_config
+from meshseg.report.figures import describe_model
+from meshseg.report.tables import subject_scores
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from meshseg import __version__
-from meshseg.io import atomic_path
+from meshseg.image.io import atomic_path
 from meshseg.labels import LabelSet
-from meshseg.models import build_model
+from meshseg.nn.models import build_model
 
 REQUIRED_KEYS = ("model", "model_config", "labelset", "step")
 

@@ -5,7 +5,7 @@ download links). Downloads are our own ``requests`` streams, because osfclient's
 has no timeout, retry, resume or checksum (REFERENCE.md 2.1; shared/reference/osf-api.md).
 Nothing is ever left under a final name unless it is whole: archives go through ``<name>.part``
 and a hash check, subject folders through a temporary folder, the manifest through
-:func:`meshseg.io.write_text`.
+:func:`meshseg.image.io.write_text`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 from urllib3.util.retry import Retry
 
-from meshseg.io import write_text
+from meshseg.image.io import write_text
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 
-from meshseg.splits import stratified_split
+from meshseg.data.splits import stratified_split
 
 COHORT = "folder"  # the cohort column of a folder dataset's subject sheet
 

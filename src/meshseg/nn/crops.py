@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from meshseg.io import ImageError, check_same_grid, load_volume
+from meshseg.image.io import ImageError, check_same_grid, load_volume
 from meshseg.labels import LabelSet
-from meshseg.subvolumes import gaussian_locations
+from meshseg.nn.subvolumes import gaussian_locations
 
 log = logging.getLogger(__name__)
 

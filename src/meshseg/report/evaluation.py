@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from meshseg.io import check_same_grid, load_volume, write_table
+from meshseg.image.io import check_same_grid, load_volume, write_table
 from meshseg.labels import LabelClass, LabelSet, load_labelset
 from meshseg.metrics import class_volumes, dice_per_class, voxel_volume
 

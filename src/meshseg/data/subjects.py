@@ -6,7 +6,7 @@ import os
 
 import pandas as pd
 
-from meshseg.io import write_text
+from meshseg.image.io import write_text
 
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("subject", "cohort", "split")

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from meshseg.io import write_text
-from meshseg.subjects import SPLITS, read_subject_sheet
+from meshseg.data.subjects import SPLITS, read_subject_sheet
+from meshseg.image.io import write_text
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from meshseg.evaluation import load_label_ids
-from meshseg.inference import InferenceConfig, load_model, predict_crops, predict_whole
-from meshseg.io import load_volume, write_table
+from meshseg.image.io import load_volume, write_table
 from meshseg.metrics import dice_per_class, dice_summary
-from meshseg.subvolumes import grid_locations, inference_locations
-from meshseg.vote import VoteAggregator
+from meshseg.nn.inference import InferenceConfig, load_model, predict_crops, predict_whole
+from meshseg.nn.subvolumes import grid_locations, inference_locations
+from meshseg.nn.vote import VoteAggregator
+from meshseg.report.evaluation import load_label_ids
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def dice_vs_subvolumes(checkpoint_path: str | os.PathLike, image_path: str | os.
     only in N. N below the grid size is raised to it (the grid is always used whole).
     A MeshNet also gets one whole-volume row (n_subvolumes 0). Seconds are the prediction
     time of the N crops (prorated from the one pass) plus their vote (``config.vote``). The
-    votes run side by side, so they hold one vote buffer each (meshseg.vote: 45 MB for the
+    votes run side by side, so they hold one vote buffer each (meshseg.nn.vote: 45 MB for the
     hard vote at 3 classes, 1.55 GB at 104).
     """
     model, labelset, device, dtype = load_model(checkpoint_path, config)

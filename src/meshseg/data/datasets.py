@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from meshseg.io import write_text
-from meshseg.osf import fetch_mindboggle
+from meshseg.data.osf import fetch_mindboggle
+from meshseg.image.io import write_text
 
 
 def fetch_mindboggle_table(api_url: str, cohorts: list[str], subjects: list[str],
@@ -17,7 +17,7 @@ def fetch_mindboggle_table(api_url: str, cohorts: list[str], subjects: list[str]
     """Fetch the chosen Mindboggle-101 subjects and write their (subject, cohort) table.
 
     Subjects land in ``out_dir/<Cohort>_volumes/<Subject>/`` (see
-    :func:`meshseg.osf.fetch_mindboggle`); the cohort is read back from that folder.
+    :func:`meshseg.data.osf.fetch_mindboggle`); the cohort is read back from that folder.
     """
     chosen = fetch_mindboggle(api_url, cohorts, subjects, out_dir, **download_options)
     rows = []

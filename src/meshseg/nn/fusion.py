@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from meshseg import runtime
+from meshseg.nn import runtime
 
 
 class ConvReLU(nn.Module):
