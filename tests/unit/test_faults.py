@@ -657,8 +657,8 @@ def test_kill_9_during_conform_leaves_no_output_and_the_rerun_completes(tmp_path
     source = small_t1(tmp_path / "t1weighted.nii.gz", shape=(10, 12, 14))
     out, marker = tmp_path / "conformed", tmp_path / "killed-here"
     patch = CHILD_HALF_WRITE if stage == "write" else """
-    import meshseg.image.conform
-    meshseg.image.conform._resample = lambda *args: pause()  # killed while reslicing
+    import meshseg.image.grid
+    meshseg.image.grid.resample = lambda *args: pause()  # killed while reslicing
     """
     start_and_kill(CHILD_PAUSE.format(marker=str(marker)) + patch + f"""
     from meshseg.image.conform import conform_file

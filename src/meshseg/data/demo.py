@@ -29,6 +29,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
+from meshseg.image.grid import source_coords
 from meshseg.image.io import save_image
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,6 @@ FIELD_SPACING_MM = 4.0  # grid on which the smooth fields live (sampled trilinea
 GAMMA = (0.8, 1.25)  # contrast change: intensity ** gamma
 NOISE = 0.03  # Gaussian noise sd inside the brain, as a fraction of the template maximum
 SCANNER_MAX = (1000.0, 3000.0)  # int16 value that the template maximum maps to
-SLAB = 16  # native slices resampled at once (bounds peak memory)
 
 
 @functools.cache
@@ -135,7 +135,7 @@ def _resample(
     fields: np.ndarray, native_to_template: np.ndarray, shape: tuple[int, int, int],
     rng: np.random.Generator, gamma: float, scanner_max: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resample the template once onto the native grid, slab by slab.
+    """Resample the template once onto the native grid, slab by slab (:func:`source_coords`).
 
     ``fields`` holds the displacement (mm, channels 0-2) and the bias field (channel 3) on
     the field grid. Returns the int16 T1 and the uint8 labels.
@@ -144,12 +144,8 @@ def _resample(
     mm_to_voxels = np.linalg.inv(affine)[:3, :3]
     t1_out = np.zeros(shape, np.int16)
     labels_out = np.zeros(shape, np.uint8)
-    for start in range(0, shape[0], SLAB):
-        stop = min(start + SLAB, shape[0])
-        native = np.mgrid[start:stop, : shape[1], : shape[2]].astype(np.float32)
-        # template voxel of each native voxel, then displaced: (3, S, H, D)
-        where = np.einsum("ij,j...->i...", native_to_template[:3, :3], native)
-        where += native_to_template[:3, 3, None, None, None]
+    # template voxel of each native voxel, then displaced: (3, S, H, D)
+    for rows, where in source_coords(native_to_template, tuple(slice(0, n) for n in shape)):
         nodes = where / FIELD_SPACING_MM
         sampled = [ndimage.map_coordinates(f, nodes, order=1, mode="nearest") for f in fields]
         where += np.einsum("ij,j...->i...", mm_to_voxels, np.stack(sampled[:3]))
@@ -159,8 +155,8 @@ def _resample(
         intensity += NOISE * rng.standard_normal(intensity.shape, dtype=np.float32)
         # Keep the skull-stripped brain non-zero and the background exactly zero.
         scaled = np.maximum(np.rint(intensity * scanner_max), 1)
-        t1_out[start:stop] = np.where(brain, scaled, 0)
-        labels_out[start:stop] = ndimage.map_coordinates(labels, where, order=0, cval=0)
+        t1_out[rows] = np.where(brain, scaled, 0)
+        labels_out[rows] = ndimage.map_coordinates(labels, where, order=0, cval=0)
     return t1_out, labels_out
 
 

@@ -6,19 +6,18 @@ integers for labels. :func:`conform_file` runs :func:`conform` or FreeSurfer's `
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from meshseg.image import io
+from meshseg.image import grid, io
 from meshseg.labels import integer_labels
 
 logger = logging.getLogger(__name__)
@@ -27,9 +26,7 @@ BACKENDS = ("auto", "freesurfer", "python")
 _LIA = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # columns: i, j, k
 _N_BINS = 1000  # MRIchangeType's N_HIST_BINS
 _F_HIGH = np.float32(0.999)  # mri_convert passes f_high as a C float
-_SLAB = 16  # output slices resampled at a time: about 50 MB of coordinates for 256^3
 _TOLERANCE = 1e-4  # of voxel sizes and direction cosines in is_conformed
-TIE = 1e-4  # voxel: a coordinate this close to a half is a tie (rounding error, not position)
 
 
 def conformed_size(shape: Sequence[int], zooms: Sequence[float]) -> int:
@@ -104,8 +101,9 @@ def conform(img: nib.spatialimages.SpatialImage, labels: bool = False) -> nib.Ni
     The output has ``conformed_size``^3 voxels and ``conformed_affine`` as qform and sform.
     A T1 (``labels`` False) is :func:`uchar_scale`-d, then resliced trilinearly and rounded
     half up to uint8. Labels are not scaled: floats are rounded (ValueError if one is more
-    than 1e-3 from a whole number), resliced by nearest neighbour (:func:`nearest_index`) and
-    stored as int16 when they fit, else int32 (``mri_convert -c -rt nearest``).
+    than 1e-3 from a whole number), resliced by nearest neighbour
+    (:func:`meshseg.image.grid.nearest_index`) and stored as int16 when they fit, else int32
+    (``mri_convert -c -rt nearest``).
 
     Notes
     -----
@@ -120,9 +118,9 @@ def conform(img: nib.spatialimages.SpatialImage, labels: bool = False) -> nib.Ni
     vox2vox = np.linalg.inv(img.affine) @ affine
     data = np.asanyarray(img.dataobj)
     if labels:
-        out = _resample(integer_labels(data), vox2vox, size, _nearest)
+        out = grid.resample(integer_labels(data), vox2vox, (size,) * 3, grid.sample_nearest)
     else:
-        out = _resample(uchar_scale(data), vox2vox, size, _trilinear_uchar)
+        out = grid.resample(uchar_scale(data), vox2vox, (size,) * 3, _trilinear_uchar)
     logger.info("conformed %s of shape %s to %d^3", "labels" if labels else "T1", img.shape, size)
     out_img = nib.Nifti1Image(out, affine)
     out_img.set_qform(affine, code=1)
@@ -205,56 +203,6 @@ def _trilinear_uchar(volume: np.ndarray, coords: np.ndarray) -> np.ndarray:
     """Trilinear samples as uint8; input voxels beyond the edge are 0 (``grid-constant``)."""
     samples = ndimage.map_coordinates(volume, coords, output=np.float64, order=1, mode="grid-constant")
     return _to_uchar(samples)
-
-
-def nearest_index(coords: np.ndarray, half_up: bool | np.ndarray = True) -> np.ndarray:
-    """Nearest voxel index of each coordinate along the first axis of ``coords`` ``(3, ...)``.
-
-    Coordinates within ``TIE`` of a half are ties. They go up (FreeSurfer's floor(x + 0.5))
-    where ``half_up``, per axis, else down. Treating them as exact halves makes the choice
-    independent of the rounding errors in affines, so that a backward map can undo it
-    (:func:`meshseg.image.native.resample_nearest`): on an odd axis of an axis-aligned 1 mm grid,
-    every conformed voxel centre lies half-way between two input voxel centres.
-    """
-    up = np.broadcast_to(np.reshape(half_up, (-1,) + (1,) * (coords.ndim - 1)), coords.shape)
-    index = np.where(up, np.floor(coords + (0.5 + TIE)), np.ceil(coords - (0.5 + TIE)))
-    return index.astype(np.intp)
-
-
-def _nearest(volume: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour samples (halves up, :func:`nearest_index`), 0 where that index is outside."""
-    index = nearest_index(coords)
-    extent = np.array(volume.shape).reshape(3, 1, 1, 1)
-    inside = np.all((index >= 0) & (index < extent), axis=0)
-    return np.where(inside, volume[tuple(np.clip(index, 0, extent - 1))], 0)
-
-
-def _resample(
-    volume: np.ndarray, vox2vox: np.ndarray, size: int, sample: Callable[[np.ndarray, np.ndarray], np.ndarray]
-) -> np.ndarray:
-    """``sample`` ``volume`` at ``vox2vox`` @ each output index of a ``size``^3 grid, by slabs.
-
-    Output voxels farther than one voxel from the input are not sampled: they stay 0.
-    """
-    out = np.zeros((size,) * 3, dtype=volume.dtype)
-    box = _reachable_box(vox2vox, volume.shape, size)
-    columns = [np.arange(axis.start, axis.stop, dtype=float) for axis in box[1:]]
-    for start in range(box[0].start, box[0].stop, _SLAB):
-        rows = np.arange(start, min(start + _SLAB, box[0].stop), dtype=float)
-        points = np.stack(np.meshgrid(rows, *columns, indexing="ij"))  # (3, slab, H, D)
-        coords = np.tensordot(vox2vox[:3, :3], points, axes=1) + vox2vox[:3, 3].reshape(3, 1, 1, 1)
-        out[start : start + len(rows), box[1], box[2]] = sample(volume, coords)
-    return out
-
-
-def _reachable_box(vox2vox: np.ndarray, in_shape: Sequence[int], size: int) -> tuple[slice, ...]:
-    """Box of output indices mapping within one voxel of the input (its corners' bounds)."""
-    corners = np.array(list(itertools.product(*[(-1.0, float(n)) for n in in_shape])))
-    to_out = np.linalg.inv(vox2vox)
-    mapped = corners @ to_out[:3, :3].T + to_out[:3, 3]
-    low = np.clip(np.floor(mapped.min(axis=0)).astype(int), 0, size)
-    high = np.clip(np.ceil(mapped.max(axis=0)).astype(int) + 1, 0, size)
-    return tuple(slice(a, b) for a, b in zip(low, high))
 
 
 def _run_mri_convert(in_path: Path, out_path: Path, labels: bool) -> None:

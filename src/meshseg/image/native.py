@@ -12,6 +12,7 @@ and the scaling (none) differ.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -19,13 +20,13 @@ from collections.abc import Sequence
 import nibabel as nib
 import numpy as np
 
-from meshseg.image.conform import conformed_affine, conformed_size, nearest_index
+from meshseg.image import grid
+from meshseg.image.conform import conformed_affine, conformed_size
 from meshseg.image.io import ImageError, atomic_path, load_volume
 from meshseg.labels import integer_labels
 
 log = logging.getLogger(__name__)
 
-_SLAB = 8  # target slices resampled at once: about 50 MB of coordinates for 512^2 slices
 _GRID_TOLERANCE = 1e-3  # voxels: a float32-stored affine still names the conformed grid
 
 
@@ -44,28 +45,16 @@ def resample_nearest(labels: np.ndarray, labels_affine: np.ndarray, shape: Seque
     -------
     Array of ``shape`` and ``labels.dtype``: the label of the source voxel nearest to each
     target voxel's centre; 0 where that voxel lies outside the source. A target voxel centre
-    half-way between two source voxels (a tie, :func:`meshseg.image.conform.nearest_index`) takes
+    half-way between two source voxels (a tie, :func:`meshseg.image.grid.nearest_index`) takes
     the one that nearest-neighbour resampling the other way (source to target, halves up, as
     conform does) maps onto it, so the two maps are inverses wherever they are one-to-one.
     """
     vox2vox = np.linalg.inv(labels_affine) @ affine  # target index -> source index
-    matrix, offset = vox2vox[:3, :3], vox2vox[:3, 3]
     # A tie on source axis a rounds up when the source voxel up there maps back onto the target
     # voxel: its offset of half a source step, in target voxels, rounds to zero.
-    source_step = np.linalg.inv(matrix)  # column a: target-index step of one source voxel along a
-    half_up = np.all(nearest_index(0.5 * source_step) == 0, axis=0)
-    axes = [np.arange(n, dtype=np.float64) for n in shape[1:]]
-    # source index of target voxel (0, j, k) before the offset: (3, H, D)
-    column = (matrix[:, 1, None] * axes[0])[:, :, None] + (matrix[:, 2, None] * axes[1])[:, None, :]
-    extent = np.array(labels.shape).reshape(3, 1, 1, 1)
-    out = np.empty(tuple(shape), dtype=labels.dtype)
-    for start in range(0, shape[0], _SLAB):
-        rows = np.arange(start, min(start + _SLAB, shape[0]), dtype=np.float64)
-        coords = column[:, None] + (matrix[:, 0, None] * rows + offset[:, None])[:, :, None, None]
-        index = nearest_index(coords, half_up)  # (3, slab, H, D)
-        inside = np.all((index >= 0) & (index < extent), axis=0)
-        out[start:start + len(rows)] = np.where(inside, labels[tuple(np.clip(index, 0, extent - 1))], 0)
-    return out
+    source_step = np.linalg.inv(vox2vox[:3, :3])  # column a: target-index step of one source voxel along a
+    half_up = np.all(grid.nearest_index(0.5 * source_step) == 0, axis=0)
+    return grid.resample(labels, vox2vox, shape, functools.partial(grid.sample_nearest, half_up=half_up))
 
 
 def labels_to_native(labels_path: str | os.PathLike, reference_path: str | os.PathLike,
