@@ -19,7 +19,8 @@ One comment line says what happens to ids the set does not list::
 
 maps them to class 0 too; without it they are an error. Every id other than 0 that becomes
 class 0 is logged with its voxel count.
-Label files stored as floats are rounded and cast before they reach :meth:`LabelSet.to_classes`.
+Label files pass :func:`integer_labels` before they reach :meth:`LabelSet.to_classes`: floats
+within 1e-3 of whole numbers are rounded, others refused.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -101,8 +103,7 @@ class LabelSet:
         if background:
             log.info("%s: label ids mapped to background by label set %r (id: voxels) %s",
                      source, self.name, background)
-        dtype = np.uint8 if self.n_classes <= 256 else np.int16
-        out = np.zeros(ids.shape, dtype=dtype)
+        out = np.zeros(ids.shape, dtype=class_dtype(self.n_classes))
         for value in values:
             out[ids == value] = lookup.get(int(value), 0)
         return out
@@ -110,7 +111,7 @@ class LabelSet:
     def to_ids(self, classes: np.ndarray) -> np.ndarray:
         """Map class indices back to the set's label ids (int16, or int32 for large ids)."""
         table = np.array([c.id for c in self.classes])
-        dtype = np.int16 if table.max() < 2**15 else np.int32
+        dtype = smallest_int_dtype(table.min(), table.max(), (np.int16, np.int32))
         return table.astype(dtype)[np.asarray(classes)]
 
     def lut_text(self) -> str:
@@ -149,10 +150,22 @@ def integer_labels(data: np.ndarray) -> np.ndarray:
     elif data.dtype.kind not in "iub":
         raise ValueError(f"label image has dtype {data.dtype}; expected integers")
     low, high = min(data.min(), 0), max(data.max(), 0)  # 0 fills the space beyond the input
-    for dtype in (np.int16, np.int32):
+    return data.astype(smallest_int_dtype(low, high, (np.int16, np.int32)))
+
+
+def smallest_int_dtype(
+    low: int, high: int, dtypes: Sequence[type[np.integer]] = (np.uint8, np.int16, np.int32)
+) -> type[np.integer]:
+    """The first of ``dtypes`` that holds every integer in ``low..high`` (else ValueError)."""
+    for dtype in dtypes:
         if np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max:
-            return data.astype(dtype)
-    raise ValueError(f"label values {low}..{high} do not fit int32")
+            return dtype
+    raise ValueError(f"label values {low}..{high} do not fit {np.dtype(dtypes[-1]).name}")
+
+
+def class_dtype(n_classes: int) -> type[np.integer]:
+    """The dtype of a volume of class indices: uint8 up to 256 classes, else int16."""
+    return smallest_int_dtype(0, n_classes - 1, (np.uint8, np.int16))
 
 
 def available_labelsets() -> list[str]:

@@ -121,3 +121,14 @@ def test_predictions_hold_output_ids_and_truth_source_ids(tmp_path):
     np.testing.assert_allclose(volume_table(pred, load_labelset("gwm"))["predicted_mm3"], [2, 2, 4])
     with pytest.raises(ValueError, match=r"truth\.nii\.gz: label ids not in label set"):
         volume_table(truth, load_labelset("gwm"))  # 3 is no output id
+
+
+def test_float_label_maps_follow_the_one_integer_policy(tmp_path):
+    truth = np.array([0, 0, 1, 1, 2, 2], np.float32).reshape(1, 2, 3)
+    save_image(truth + 1e-4, AFFINE, tmp_path / "pred.nii.gz")  # whole within 1e-3: rounded
+    save_image(truth + 0.4, AFFINE, tmp_path / "truth.nii.gz")
+    with pytest.raises(ImageError, match=r"truth\.nii\.gz: label image has non-integral values"):
+        structure_table(tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz", load_labelset("demo_gwm"))
+    save_image(truth, AFFINE, tmp_path / "truth.nii.gz")
+    table = structure_table(tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz", load_labelset("demo_gwm"))
+    np.testing.assert_allclose(table["dice"], [1.0, 1.0, 1.0])

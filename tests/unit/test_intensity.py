@@ -3,7 +3,7 @@ import logging
 import numpy as np
 import pytest
 
-from meshseg.image.intensity import minmax_normalise, pad_to_cube
+from meshseg.image.intensity import intensity_range, minmax_normalise, pad_to_cube
 
 
 def test_pad_is_centred_and_keeps_world_positions():
@@ -36,3 +36,9 @@ def test_minmax_maps_to_unit_range():
 def test_constant_image_is_an_error():
     with pytest.raises(ValueError, match="constant image"):
         minmax_normalise(np.full((3, 3, 3), 7.0))
+
+
+def test_intensity_range_is_the_one_constant_image_check():
+    assert intensity_range(np.array([3, 9, 5], np.int16)) == (3, 9)
+    with pytest.raises(ValueError, match=r"constant image \(every voxel is 7\)"):
+        intensity_range(np.full((2, 2), 7, np.int16))

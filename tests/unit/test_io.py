@@ -53,3 +53,12 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("disk full")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_label_maps_keep_whole_floats_and_refuse_others_naming_the_file(tmp_path):
+    save_image(np.full((2, 2, 2), 41.0004, np.float32), np.eye(4), tmp_path / "whole.nii.gz")
+    save_image(np.full((2, 2, 2), 2.3, np.float32), np.eye(4), tmp_path / "half.nii.gz")
+    ids = np.asarray(load_image(tmp_path / "whole.nii.gz", labels=True).dataobj)
+    assert ids.dtype == np.int16 and (ids == 41).all()
+    with pytest.raises(ImageError, match=r"half\.nii\.gz: label image has non-integral values"):
+        load_image(tmp_path / "half.nii.gz", labels=True)

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from meshseg.labels import LabelClass, LabelSet, available_labelsets, load_labelset
+from meshseg.labels import (
+    LabelClass,
+    LabelSet,
+    available_labelsets,
+    class_dtype,
+    load_labelset,
+    smallest_int_dtype,
+)
 
 
 def test_demo_set_maps_ids_to_classes_and_back():
@@ -50,3 +57,12 @@ def test_invalid_sets_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="bad.tsv: label set columns"):
         load_labelset(bad)
     assert "demo_gwm" in available_labelsets()
+
+
+def test_smallest_int_dtype_takes_the_first_that_holds_the_range():
+    assert smallest_int_dtype(0, 255) == np.uint8
+    assert smallest_int_dtype(-1, 5) == smallest_int_dtype(0, 256) == np.int16
+    assert smallest_int_dtype(0, 2**15, (np.int16, np.int32)) == np.int32
+    with pytest.raises(ValueError, match=r"0\.\.40000 do not fit int16"):
+        smallest_int_dtype(0, 40000, (np.uint8, np.int16))
+    assert class_dtype(256) == np.uint8 and class_dtype(257) == np.int16

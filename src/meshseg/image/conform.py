@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from meshseg.image import grid, io
+from meshseg.image.intensity import intensity_range
 from meshseg.labels import integer_labels
 
 logger = logging.getLogger(__name__)
@@ -81,9 +82,7 @@ def uchar_scale(data: np.ndarray) -> np.ndarray:
     if data.dtype == np.uint8:
         return data
     values = np.asarray(data, dtype=np.float32)
-    low, high = values.min(), values.max()
-    if low == high:
-        raise ValueError(f"cannot scale a constant image to uchar: every voxel is {low}")
+    low, high = intensity_range(values)
     bin_size = (high - low) / np.float32(_N_BINS)
     n_out = int((1.0 - float(_F_HIGH)) * np.count_nonzero(np.abs(values) >= 1e-15))
     edge = _top_edge(_histogram(values, low, bin_size), n_out)

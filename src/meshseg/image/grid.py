@@ -82,7 +82,8 @@ def nonzero_box(image: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
         filled = np.flatnonzero(np.any(image != 0, axis=tuple(a for a in range(image.ndim) if a != axis)))
         if filled.size == 0:
             return None
-        box.append(slice(max(int(filled[0]) - margin, 0), min(int(filled[-1]) + 1 + margin, image.shape[axis])))
+        start, stop = int(filled[0]) - margin, int(filled[-1]) + 1 + margin
+        box.append(slice(max(start, 0), min(stop, image.shape[axis])))
     return tuple(box)
 
 

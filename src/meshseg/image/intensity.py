@@ -32,12 +32,18 @@ def pad_to_cube(data: np.ndarray, affine: np.ndarray, size: int = 256) -> tuple[
     return out, affine @ shift
 
 
-def minmax_normalise(data: np.ndarray) -> np.ndarray:
-    """Rescale intensities linearly to [0, 1] as float32.
+def intensity_range(data: np.ndarray) -> tuple[np.generic, np.generic]:
+    """``(min, max)`` of ``data``, in its dtype.
 
     Raises ``ValueError`` for a constant image, which carries no anatomy.
     """
-    low, high = float(data.min()), float(data.max())
-    if high <= low:
+    low, high = data.min(), data.max()
+    if low == high:
         raise ValueError(f"constant image (every voxel is {low}): nothing to segment")
+    return low, high
+
+
+def minmax_normalise(data: np.ndarray) -> np.ndarray:
+    """Rescale intensities linearly to [0, 1] as float32 (ValueError for a constant image)."""
+    low, high = map(float, intensity_range(data))
     return ((data.astype(np.float32) - low) / (high - low)).astype(np.float32)

@@ -25,6 +25,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from meshseg.labels import integer_labels
+
 log = logging.getLogger(__name__)
 
 
@@ -47,13 +49,16 @@ class OutputError(OSError):
         self.errno = code  # str() stays the one-line message: strerror is not set
 
 
-def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
+def load_image(path: str | os.PathLike, labels: bool = False) -> nib.Nifti1Image:
     """Load a 3-D NIfTI/MGZ image and check it can be processed.
 
     Parameters
     ----------
     path
         File to read.
+    labels
+        The file is a label map: its ids become integers by the one policy for labels,
+        :func:`meshseg.labels.integer_labels` (floats within 1e-3 of whole numbers rounded).
 
     Returns
     -------
@@ -62,7 +67,8 @@ def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
     Raises
     ------
     ImageError
-        Missing, unreadable or truncated file; not 3-D; NaN or Inf voxels.
+        Missing, unreadable or truncated file; not 3-D; NaN or Inf voxels; for ``labels``,
+        ids that are not whole numbers.
     """
     path = Path(path)
     if not path.is_file():
@@ -78,12 +84,17 @@ def load_image(path: str | os.PathLike) -> nib.Nifti1Image:
         raise ImageError(path, f"expected a 3-D image, got shape {data.shape}")
     if data.dtype.kind == "f" and not np.isfinite(data).all():
         raise ImageError(path, f"{int((~np.isfinite(data)).sum())} voxels are NaN or Inf")
+    if labels:
+        try:
+            data = integer_labels(data)
+        except ValueError as err:
+            raise ImageError(path, str(err)) from None
     return _nifti(data, img.affine)
 
 
-def load_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def load_volume(path: str | os.PathLike, labels: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(data, affine)`` of a checked 3-D image (see :func:`load_image`)."""
-    img = load_image(path)
+    img = load_image(path, labels)
     return np.asanyarray(img.dataobj), img.affine
 
 

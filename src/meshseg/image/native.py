@@ -23,7 +23,7 @@ import numpy as np
 from meshseg.image import grid
 from meshseg.image.conform import conformed_affine, conformed_size
 from meshseg.image.io import ImageError, atomic_path, load_volume
-from meshseg.labels import integer_labels
+from meshseg.labels import smallest_int_dtype
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,13 @@ def labels_to_native(labels_path: str | os.PathLike, reference_path: str | os.Pa
     singleton fourth dimension gives a 3-D output. Labels on the reference's conformed grid,
     padded or not, are placed by that grid's float64 affine (:func:`conformed_grid_affine`).
     """
-    labels, labels_affine = load_volume(labels_path)
-    try:
-        labels = integer_labels(labels)
-    except ValueError as err:
-        raise ImageError(labels_path, str(err)) from None
+    labels, labels_affine = load_volume(labels_path, labels=True)
     header = native_header(reference_path)
     shape, affine = header.get_data_shape()[:3], header.get_best_affine()
     labels_affine = conformed_grid_affine(labels_affine, affine, shape)
     native = resample_nearest(labels, labels_affine, shape, affine)
-    native = native.astype(_id_dtype(native), copy=False)
+    dtype = smallest_int_dtype(native.min(initial=0), native.max(initial=0))
+    native = native.astype(dtype, copy=False)
     out = nib.Nifti1Image(native, None, header=header)
     out.set_data_dtype(native.dtype)
     with atomic_path(out_path) as tmp:
@@ -118,12 +115,3 @@ def native_header(path: str | os.PathLike) -> nib.Nifti1Header:
     if not (len(img.shape) == 3 or (len(img.shape) == 4 and img.shape[3] == 1)):
         raise ImageError(path, f"expected a 3-D image, got shape {img.shape}")
     return img.header.copy()
-
-
-def _id_dtype(labels: np.ndarray) -> type[np.integer]:
-    """The smallest of uint8, int16, int32 that holds every label id."""
-    low, high = int(labels.min(initial=0)), int(labels.max(initial=0))
-    for dtype in (np.uint8, np.int16, np.int32):
-        if np.iinfo(dtype).min <= low and high <= np.iinfo(dtype).max:
-            return dtype
-    raise ValueError(f"label ids {low}..{high} do not fit int32")

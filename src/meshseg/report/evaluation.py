@@ -14,9 +14,8 @@ from meshseg.metrics import class_volumes, dice_per_class, voxel_volume
 
 
 def load_label_ids(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Label ids (int64, floats rounded) and the affine of a label map."""
-    ids, affine = load_volume(path)
-    return np.rint(ids).astype(np.int64), affine
+    """Label ids (integers, :func:`meshseg.image.io.load_image`) and the affine of a label map."""
+    return load_volume(path, labels=True)
 
 
 def _load_pair(pred_path: str | os.PathLike, truth_path: str | os.PathLike):

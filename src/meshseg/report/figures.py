@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from meshseg.image.grid import nonzero_box
 from meshseg.image.io import ImageError, atomic_path, load_image
 from meshseg.labels import LabelSet, load_labelset
 
@@ -191,12 +192,13 @@ def overlay(subject: str, t1: str | os.PathLike, truth: str | os.PathLike,
     rows = {"truth": truth, **predictions}
     classes = {}
     for name, source in rows.items():
-        labels, _ = _canonical(source)
+        labels, _ = _canonical(source, labels=True)
         if labels.shape != image.shape:
             raise ImageError(source, f"shape {labels.shape} does not match the T1 {t1} {image.shape}")
-        classes[name] = labelset.to_classes(np.rint(labels).astype(np.int64), source=str(source))
-    box = _bounding_box(classes["truth"] > 0 if classes["truth"].any() else image > 0.05)
-    centre = [(a + b) // 2 for a, b in box]
+        classes[name] = labelset.to_classes(labels, source=str(source))
+    brain = classes["truth"] > 0 if classes["truth"].any() else image > 0.05
+    box = nonzero_box(brain, margin=8) or tuple(slice(0, n) for n in image.shape)
+    centre = [(s.start + s.stop) // 2 for s in box]
     colours = np.array([(*np.array(c.rgb) / 255, 1.0) for c in labelset.classes])
     colours[0, 3] = 0.0  # background stays transparent
     views = [("sagittal", 0, ("y", "z")), ("coronal", 1, ("x", "z")), ("axial", 2, ("x", "y"))]
@@ -205,11 +207,11 @@ def overlay(subject: str, t1: str | os.PathLike, truth: str | os.PathLike,
         axes = fig.subplots(len(rows), 3, squeeze=False)
         for r, (name, labels) in enumerate(classes.items()):
             for c, (view, axis, (h, v)) in enumerate(views):
-                index = [slice(a, b) for a, b in box]
+                index = list(box)
                 index[axis] = centre[axis]
                 keep = [a for a in range(3) if a != axis]
-                extent = [0, (box[keep[0]][1] - box[keep[0]][0]) * zooms[keep[0]],
-                          0, (box[keep[1]][1] - box[keep[1]][0]) * zooms[keep[1]]]
+                extent = [0, (box[keep[0]].stop - box[keep[0]].start) * zooms[keep[0]],
+                          0, (box[keep[1]].stop - box[keep[1]].start) * zooms[keep[1]]]
                 ax = axes[r, c]
                 ax.imshow(image[tuple(index)].T, cmap="gray", origin="lower", extent=extent)
                 ax.imshow(colours[labels[tuple(index)].T], origin="lower", extent=extent, alpha=0.5,
@@ -242,21 +244,12 @@ def _colours(n: int) -> list:
     return list(matplotlib.colormaps["tab10" if n <= 10 else "tab20"].colors[:n])
 
 
-def _canonical(path: str | os.PathLike) -> tuple[np.ndarray, tuple[float, ...]]:
-    """Voxels of an image turned to RAS+ axes (closest canonical), and its voxel sizes (mm)."""
-    img = nib.as_closest_canonical(load_image(path))
+def _canonical(path: str | os.PathLike, labels: bool = False
+               ) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Voxels of an image (a label map if ``labels``, see :func:`load_image`) turned to RAS+ axes
+    (closest canonical), and its voxel sizes (mm)."""
+    img = nib.as_closest_canonical(load_image(path, labels=labels))
     return np.asanyarray(img.dataobj), img.header.get_zooms()[:3]
-
-
-def _bounding_box(mask: np.ndarray, margin: int = 8) -> list[tuple[int, int]]:
-    """``(start, stop)`` per axis of the mask's non-zero voxels, widened by ``margin``."""
-    if not mask.any():
-        return [(0, n) for n in mask.shape]
-    box = []
-    for axis, n in enumerate(mask.shape):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append((max(0, hit[0] - margin), min(n, hit[-1] + 1 + margin)))
-    return box
 
 
 @contextlib.contextmanager
