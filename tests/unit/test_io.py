@@ -2,9 +2,10 @@ import gzip
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
-from meshseg.image.io import ImageError, atomic_path, load_image, save_image
+from meshseg.image.io import ImageError, atomic_path, load_image, save_image, write_table
 
 
 def test_save_and_load_keep_data_and_affine(tmp_path):
@@ -62,3 +63,11 @@ def test_label_maps_keep_whole_floats_and_refuse_others_naming_the_file(tmp_path
     assert ids.dtype == np.int16 and (ids == 41).all()
     with pytest.raises(ImageError, match=r"half\.nii\.gz: label image has non-integral values"):
         load_image(tmp_path / "half.nii.gz", labels=True)
+
+
+def test_write_table_rounds_floats_to_its_format(tmp_path):
+    table = pd.DataFrame({"name": ["a"], "x": [0.123456789]})
+    write_table(table, tmp_path / "six.tsv")
+    write_table(table, tmp_path / "exact.tsv", float_format=None)
+    assert (tmp_path / "six.tsv").read_text() == "name\tx\na\t0.123457\n"
+    assert (tmp_path / "exact.tsv").read_text() == "name\tx\na\t0.123456789\n"

@@ -209,6 +209,6 @@ def write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
-def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a table as TSV (atomically), floats to 6 significant digits."""
-    write_text(table.to_csv(sep="\t", index=False, float_format="%.6g"), path)
+def write_table(table: pd.DataFrame, path: str | os.PathLike, float_format: str | None = "%.6g") -> None:
+    """Write a table as TSV (atomically), floats as ``float_format`` (None: shortest exact)."""
+    write_text(table.to_csv(sep="\t", index=False, float_format=float_format), path)
