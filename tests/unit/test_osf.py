@@ -185,6 +185,8 @@ def test_manifest_records_each_archive(fake_osf, tmp_path):
     fetch_mindboggle(fake_osf.api_url, ["MMRR-21"], ["NKI-TRT-20-1"], tmp_path, **FAST)
     with open(tmp_path / "manifest.tsv", newline="") as stream:
         rows = list(csv.DictReader(stream, delimiter="\t"))
+    lines = (tmp_path / "manifest.tsv").read_text().splitlines()
+    assert lines[0] == "file\tsize\thash_type\thash\turl\tdownloaded_utc" and '"' not in lines[1]
     assert [r["file"] for r in rows] == ["archives/MMRR-21_volumes.tar.gz",
                                          "archives/NKI-TRT-20_volumes.tar.gz"]
     remote = remote_of(fake_osf, MMRR)

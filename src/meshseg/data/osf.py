@@ -5,7 +5,7 @@ download links). Downloads are our own ``requests`` streams, because osfclient's
 has no timeout, retry, resume or checksum (REFERENCE.md 2.1; shared/reference/osf-api.md).
 Nothing is ever left under a final name unless it is whole: archives go through ``<name>.part``
 and a hash check, subject folders through a temporary folder, the manifest through
-:func:`meshseg.image.io.write_text`.
+:func:`meshseg.image.io.write_table`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
+import pandas as pd
 import requests
 from osfclient import OSF
 from osfclient.exceptions import OSFException
@@ -31,13 +32,14 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 from urllib3.util.retry import Retry
 
-from meshseg.image.io import write_text
+from meshseg.image.io import write_table
 
 log = logging.getLogger(__name__)
 
 OSF_API_URL = "https://api.osf.io/v2"
 ARCHIVE_RE = re.compile(r"(?P<cohort>.+)_volumes\.tar\.gz")
 CHUNK_BYTES = 1 << 16
+MANIFEST_COLUMNS = ["file", "size", "hash_type", "hash", "url", "downloaded_utc"]
 
 
 class DownloadError(ValueError):
@@ -302,17 +304,17 @@ class _Archives:
                          f"available: {', '.join(every)}")
 
 
-def _manifest(archives: _Archives, out_dir: Path) -> str:
-    """TSV of the archives used: file, size, hash, source URL, download time (UTC, mtime)."""
-    rows = ["file\tsize\thash_type\thash\turl\tdownloaded_utc"]
+def _manifest(archives: _Archives, out_dir: Path) -> pd.DataFrame:
+    """The archives used: file, size, hash, source URL, download time (UTC, mtime)."""
+    rows = []
     for cohort in sorted(archives.subjects):
         remote, path = archives.remotes[cohort], archives.paths[cohort]
-        hash_type = "sha256" if remote.sha256 else "md5"
         when = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-        rows.append(f"{path.relative_to(out_dir)}\t{path.stat().st_size}\t{hash_type}\t"
-                    f"{remote.sha256 or remote.md5 or ''}\t{remote.url}\t"
-                    f"{when.isoformat(timespec='seconds')}")
-    return "\n".join(rows) + "\n"
+        rows.append({"file": str(path.relative_to(out_dir)), "size": path.stat().st_size,
+                     "hash_type": "sha256" if remote.sha256 else "md5",
+                     "hash": remote.sha256 or remote.md5 or "", "url": remote.url,
+                     "downloaded_utc": when.isoformat(timespec="seconds")})
+    return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
 def fetch_mindboggle(api_url: str, cohorts: list[str], subjects: list[str],
@@ -348,5 +350,5 @@ def fetch_mindboggle(api_url: str, cohorts: list[str], subjects: list[str],
     for cohort, wanted in sorted(chosen.items()):
         archives.subjects_of(cohort)
         extract_subjects(archives.paths[cohort], sorted(wanted), out_dir)
-    write_text(_manifest(archives, out_dir), out_dir / "manifest.tsv")
+    write_table(_manifest(archives, out_dir), out_dir / "manifest.tsv")
     return sorted(set().union(*chosen.values()))
