@@ -2,7 +2,7 @@
 
 It serves one project (``9ahyp``) whose osfstorage holds a ``Mindboggle101_volumes`` folder of
 small archives in the Mindboggle layout (plus a decoy folder and a stray root file), with the
-JSON fields osfclient reads (shared/reference/osf-api.md section 2), absolute URLs, pages of
+JSON fields osfclient reads (docs/references.md: OSF API and osfclient), absolute URLs, pages of
 two items linked by ``links.next``, and downloads with ``Content-Length`` and ``Range`` (206).
 
 Fault plan: ``server.faults["MMRR-21_volumes.tar.gz"] = ["503", "drop"]`` makes the next

@@ -11,7 +11,8 @@ CPU = "cpu (2 threads, bf16)"
 
 
 def comparison(meshnet_rate=116.0, unet_rate=13.0, **extra):
-    """Two trained models with the reference's sizes and speeds (REFERENCE.md 1.1, 1.8)."""
+    """Two trained models with the reference's sizes and speeds (docs/references.md: MeshNet;
+    Published numbers)."""
     rows = [
         {"model": "meshnet", "arch": "meshnet", "parameters": 72_516, "weight_bytes": 300_000,
          "checkpoint_bytes": 900_000, "subvolumes_per_second": meshnet_rate, "device": CPU},
@@ -145,7 +146,8 @@ def test_measure_reference_speed_sizes_the_reference_models(tmp_path):
     table = measure_reference_speed("demo_gwm", tmp_path / "speed.tsv", batches=1, device="cpu",
                                     precision="fp32", batch_size=1, patch=16)
     assert list(table.columns) == REFERENCE_COLUMNS
-    assert table["parameters"].tolist() == [72_516, 820_266, 25_115_139]  # REFERENCE.md 1.1
+    # docs/references.md: MeshNet
+    assert table["parameters"].tolist() == [72_516, 820_266, 25_115_139]
     assert table["description"].tolist() == ["MeshNet small", "MeshNet large", "U-Net width 64"]
     assert (table["subvolumes_per_second"] > 0).all() and (table["device"].str.startswith("cpu")).all()
     assert pd.read_csv(tmp_path / "speed.tsv", sep="\t")["model"].tolist() == table["model"].tolist()

@@ -1,5 +1,5 @@
-"""meshseg.image.conform against the mri_convert -c rules (REFERENCE.md section 3), on synthetic
-images."""
+"""meshseg.image.conform against the mri_convert -c rules (docs/references.md: Conform), on
+synthetic images."""
 
 import json
 import os

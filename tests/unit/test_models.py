@@ -3,7 +3,7 @@ import torch
 
 from meshseg.nn.models import build_model, count_parameters, model_config
 
-# REFERENCE.md section 1.1: parameter counts (weights, biases, BatchNorm affine).
+# docs/references.md, MeshNet: parameter counts (weights, biases, BatchNorm affine).
 EXPECTED = {
     ("meshnet", "small"): {3: 72_516, 31: 73_132, 104: 74_738},
     ("meshnet", "large"): {3: 820_266, 31: 822_282, 104: 827_538},

@@ -3,7 +3,7 @@
 Every demo subject is **synthetic**, derived from the MNI ICBM152 2009 nonlinear symmetric
 template (release a: the ``mni_icbm152_*_tal_nlin_sym_09a_converted`` files shipped with nilearn)
 by a random smooth deformation, bias field, contrast change, noise and an oblique, anisotropic,
-off-centre scanner grid (REFERENCE.md section 2.2). Its labels are the template's thresholded
+off-centre scanner grid (docs/references.md: Demo cohort). Its labels are the template's thresholded
 tissue maps, not a manual segmentation: use it to exercise the workflow, never to report anatomy.
 
 The template carries this notice (repeated in the repository's ``NOTICE`` file):
@@ -34,13 +34,13 @@ from meshseg.image.io import save_image
 
 log = logging.getLogger(__name__)
 
-# Per-subject randomisation: the calibration cohort of REFERENCE.md section 6 (Dice ~0.89).
+# Per-subject randomisation: the calibration cohort (Dice ~0.89; docs/references.md: Demo cohort).
 ROTATION_DEG = (3.0, 15.0)  # |angle| about each axis; >= 3 so every subject is oblique
 INPLANE_MM = (0.9, 1.1)  # voxel size of the two in-plane axes
 THICK_MM = (1.2, 1.5)  # voxel size of the one slice axis, chosen at random
 MAX_SHIFT_MM = 15.0  # offset of the grid centre (c_ras) from the brain's centre, per axis
 MARGIN_MM = 5.0  # background kept around the deformed brain
-MAX_FOV_MM = 260.0  # FreeSurfer's conform gives 256^3 up to 281.6 mm (REFERENCE.md 3)
+MAX_FOV_MM = 260.0  # FreeSurfer's conform gives 256^3 up to 281.6 mm (docs/references.md: Conform)
 DISPLACEMENT_MM = (3.0, 5.0)  # largest displacement of the deformation
 WARP_SIGMA_MM = 12.0  # smoothness of the deformation: |grad u| < 0.3, so it never folds
 BIAS = 0.15  # multiplicative bias field spans 1 +- BIAS

@@ -2,7 +2,7 @@
 
 osfclient 0.0.5 is used for listing only (project, storage, one folder: names, sizes, hashes,
 download links). Downloads are our own ``requests`` streams, because osfclient's ``write_to``
-has no timeout, retry, resume or checksum (REFERENCE.md 2.1; shared/reference/osf-api.md).
+has no timeout, retry, resume or checksum (docs/references.md: OSF API and osfclient).
 Nothing is ever left under a final name unless it is whole: archives go through ``<name>.part``
 and a hash check, subject folders through a temporary folder, the manifest through
 :func:`meshseg.image.io.write_table`.

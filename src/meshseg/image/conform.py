@@ -1,4 +1,4 @@
-"""Conform images as FreeSurfer's ``mri_convert -c`` does (REFERENCE.md section 3).
+"""Conform images as FreeSurfer's ``mri_convert -c`` does (docs/references.md: Conform).
 
 A conformed image is a cube of 1 mm LIA voxels centred on the input's c_ras: uint8 for a T1,
 integers for labels. :func:`conform_file` runs :func:`conform` or FreeSurfer's ``mri_convert``.

@@ -2,7 +2,7 @@
 
 Locations are the start corners of cubic subvolumes, an ``(N, 3)`` int array; a subvolume is
 ``volume[x:x+p, y:y+p, z:z+p]``. Adapted from Catalyst.Neuro ``coords_generator.py``
-(REFERENCE.md sections 1.4-1.5).
+(docs/references.md: Subvolume sampling; Inference and vote).
 """
 
 from __future__ import annotations

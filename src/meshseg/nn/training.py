@@ -1,6 +1,6 @@
 """Training loop: cross-entropy, Adam + OneCycle, random Gaussian-centred 38^3 crops.
 
-Follows Catalyst.Neuro's recipe (REFERENCE.md section 1.3). The loop checkpoints its whole
+Follows Catalyst.Neuro's recipe (docs/references.md: Training). The loop checkpoints its whole
 state every ``checkpoint_every`` steps to ``<checkpoint>.resume.pt`` and continues from it
 after a kill, drawing the same batches it would have drawn without the interruption.
 """

@@ -1,5 +1,5 @@
-"""The seed's claims as a measured table: MeshNet is >300x smaller than the U-Net, up to 9x
-faster at inference, with competitive Dice (SEED.md; REFERENCE.md sections 1.1 and 1.8).
+"""Catalyst.Neuro's claims as a measured table: MeshNet is >300x smaller than the U-Net, up to
+9x faster at inference, with competitive Dice (docs/references.md: The reference: Catalyst.Neuro).
 
 Two blocks. "this run": every (MeshNet, U-Net) pair of models trained here, from
 comparison.tsv and the per-subject Dice. "reference-size models": MeshNet small and large

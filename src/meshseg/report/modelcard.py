@@ -25,7 +25,7 @@ from meshseg.nn.checkpoint import model_from_checkpoint, weight_bytes
 from meshseg.nn.models import count_parameters
 from meshseg.nn.models.meshnet import VARIANTS
 
-# Terms of the training data of the two built-in datasets (REFERENCE.md section 2, NOTICE).
+# Terms of the training data of the two built-in datasets (docs/references.md: Data; NOTICE).
 DATA_LICENCES = {
     "demo": "Synthetic subjects derived from the MNI ICBM152 2009 nonlinear symmetric template "
             "(release a), Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, "

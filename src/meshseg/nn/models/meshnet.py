@@ -1,7 +1,7 @@
 """MeshNet: a stack of dilated 3-D convolutions, no down-sampling.
 
 References: Fedorov et al., "End-to-end learning of brain tissue segmentation from imperfect
-labeling" (2017); Catalyst.Neuro ``neuro/model.py``; REFERENCE.md section 1.1.
+labeling" (2017); Catalyst.Neuro ``neuro/model.py``; docs/references.md: MeshNet.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The 3-D U-Net baseline of Catalyst.Neuro (a port of milesial/Pytorch-UNet).
 
 Three 2x down-samplings, trilinear up-sampling with skip connections. With ``width=64`` it
-has the reference's 25.1 M parameters (REFERENCE.md section 1.2); smaller widths keep the
+has the reference's 25.1 M parameters (docs/references.md: U-Net); smaller widths keep the
 shape and train on a CPU. Unlike the reference, each axis is padded by its own difference.
 """
 
