@@ -32,14 +32,17 @@ from meshseg.data.demo import make_demo_subject
 from meshseg.image.conform import conform_file
 from meshseg.image.io import load_volume
 from meshseg.image.preprocess import prepare_file
-from meshseg.nn import runtime
-from meshseg.nn.checkpoint import model_from_checkpoint
+from meshseg.labels import load_labelset
+from meshseg.nn import checkpoint, runtime
+from meshseg.nn.checkpoint import LoadedModel
 from meshseg.nn.crops import Volume, random_batch
-from meshseg.nn.fusion import fuse_for_inference
-from meshseg.nn.inference import predict_volume, predict_whole
+from meshseg.nn.inference import predict_volume
 from meshseg.nn.models import build_model, model_config
+from meshseg.nn.runtime import Compute
 from meshseg.nn.subvolumes import inference_locations
 from meshseg.nn.vote import VoteAggregator
+from meshseg.nn.whole import predict_whole
+from meshseg.report.speed import crops_per_second
 
 CPU = torch.device("cpu")
 PATCH = 38
@@ -49,26 +52,29 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def meshnet(args, n_classes: int = 3) -> torch.nn.Module:
-    if args.checkpoint and n_classes == 3:
-        return model_from_checkpoint(args.checkpoint)[0]
+def meshnet(args) -> LoadedModel:
+    """The --checkpoint's network, or MeshNet small with random weights (demo_gwm classes)."""
+    if args.checkpoint:
+        return checkpoint.load(args.checkpoint)
     torch.manual_seed(0)
-    return build_model(model_config("meshnet", n_classes)).eval()
+    spec = model_config("meshnet", 3)
+    return LoadedModel(build_model(spec).eval(), load_labelset("demo_gwm"), spec, PATCH)
 
 
-def fast(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.dtype | None]:
-    return model.to(memory_format=torch.channels_last_3d), runtime.autocast_dtype(CPU, "auto")
+def fast() -> Compute:
+    """meshseg's path on the CPU: channels_last_3d, bf16 autocast where the CPU has it."""
+    return Compute(CPU, runtime.autocast_dtype(CPU, "auto"), channels_last=True, threads=torch.get_num_threads())
 
 
-def naive_vote(model, image, locations, n_classes) -> np.ndarray:
+def naive_vote(model, image, locations, n_classes, patch) -> np.ndarray:
     """Catalyst.Neuro's predictor: one subvolume per forward, (C, 256^3) uint8 counts."""
     counts = np.zeros((n_classes, *image.shape), np.uint8)
     with torch.inference_mode():
         for a, b, c in locations:
-            x = torch.from_numpy(np.ascontiguousarray(image[a:a + PATCH, b:b + PATCH, c:c + PATCH]))
+            x = torch.from_numpy(np.ascontiguousarray(image[a:a + patch, b:b + patch, c:c + patch]))
             labels = model(x[None, None]).argmax(1)[0].numpy()
             for k in range(n_classes):
-                counts[k, a:a + PATCH, b:b + PATCH, c:c + PATCH] += labels == k
+                counts[k, a:a + patch, b:b + patch, c:c + patch] += labels == k
     return counts.argmax(0).astype(np.uint8)
 
 
@@ -76,13 +82,13 @@ def naive_vote(model, image, locations, n_classes) -> np.ndarray:
 
 def case_whole(args, naive: bool) -> dict:
     image = load_volume(args.image)[0].astype(np.float32)
-    model, dtype = (meshnet(args), None) if naive else fast(meshnet(args))
+    model = meshnet(args).model
     start = time.perf_counter()
     if naive:
         with torch.inference_mode():
             labels = model(torch.from_numpy(image)[None, None]).argmax(1)[0].to(torch.uint8).numpy()
     else:
-        labels = predict_whole(model, image, CPU, dtype, channels_last=True)
+        labels = predict_whole(model, image, fast())
     seconds = time.perf_counter() - start
     np.save(args.labels_out, labels)
     return {"seconds": seconds, "peak_mb": peak_mb()}
@@ -93,31 +99,31 @@ def case_whole_uncropped(args) -> dict:
     T1 that is not skull-stripped and fills its field of view."""
     image = load_volume(args.image)[0].astype(np.float32)
     image[image == 0] = 1e-6
-    model, dtype = fast(meshnet(args))
+    model = meshnet(args).model
     start = time.perf_counter()
-    predict_whole(model, image, CPU, dtype, channels_last=True)
+    predict_whole(model, image, fast())
     return {"seconds": time.perf_counter() - start}
 
 
 def case_whole104(args) -> dict:
     image = load_volume(args.image)[0].astype(np.float32)
-    model, dtype = fast(meshnet(args, n_classes=104))
+    torch.manual_seed(0)
+    model = build_model(model_config("meshnet", 104)).eval()
     start = time.perf_counter()
-    predict_whole(model, image, CPU, dtype, channels_last=True)
+    predict_whole(model, image, fast())
     return {"seconds": time.perf_counter() - start, "peak_mb": peak_mb()}
 
 
 def case_crops(args, naive: bool) -> dict:
     image = load_volume(args.image)[0].astype(np.float32)
-    locations = inference_locations(512, image.shape[0], PATCH, 64, np.random.default_rng(0))
+    loaded = meshnet(args)
+    locations = inference_locations(512, image.shape[0], loaded.patch, 64, np.random.default_rng(0))
     start = time.perf_counter()
     if naive:
-        labels = naive_vote(meshnet(args), image, locations, 3)
+        labels = naive_vote(loaded.model, image, locations, loaded.labelset.n_classes, loaded.patch)
     else:
-        model, dtype = fast(meshnet(args))
         # the naive port's rule, so that the label agreement measures the precision only
-        labels = predict_volume(model, image, locations, PATCH, 3, 16, CPU, dtype, channels_last=True,
-                                vote="hard-lowest")
+        labels = predict_volume(loaded, image, locations, 16, fast(), vote="hard-lowest")
     seconds = time.perf_counter() - start
     np.save(args.labels_out, labels)
     return {"seconds": seconds, "peak_mb": peak_mb()}
@@ -147,22 +153,16 @@ def case_vote_memory(args, naive: bool, n_classes: int) -> dict:
 def case_throughput(args, arch: str, naive: bool) -> dict:
     torch.manual_seed(0)
     model = build_model(model_config(arch, 3, width=args.unet_width)).eval()
-    dtype = None
-    if not naive:
-        dtype = runtime.autocast_dtype(CPU, "auto")
-        model = fuse_for_inference(model, channels_last=True)  # what predict_crops runs
-    x = torch.rand(16, 1, PATCH, PATCH, PATCH)
-    x = x if naive else x.contiguous(memory_format=torch.channels_last_3d)
     batches = 4
-    with torch.inference_mode(), runtime.autocast(CPU, dtype):
-        model(x[:1] if naive else x)  # warm-up
+    if not naive:  # the fused network predict_crops runs, as reference_speed.tsv times it
+        return {"per_second": crops_per_second(model, fast(), 16, PATCH, batches)}
+    x = torch.rand(16, 1, PATCH, PATCH, PATCH)
+    with torch.inference_mode():
+        model(x[:1])  # warm-up
         start = time.perf_counter()
         for _ in range(batches):
-            if naive:
-                for one in x.split(1):
-                    model(one)
-            else:
-                model(x)
+            for one in x.split(1):
+                model(one)
     return {"per_second": batches * 16 / (time.perf_counter() - start)}
 
 
@@ -171,19 +171,17 @@ def case_training(args, naive: bool) -> dict:
     image = load_volume(args.image)[0].astype(np.float32)
     volumes = [Volume("bench", image, (image > 0.5).astype(np.uint8))]
     model = build_model(model_config("meshnet", 3)).train()
-    dtype = None
-    if not naive:
-        model, dtype = fast(model)
+    compute = Compute(CPU, None) if naive else fast()
+    if compute.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
     rng = np.random.default_rng(0)
     steps, elapsed = 4, 0.0
     for step in range(steps + 1):  # the first step is a warm-up
         start = time.perf_counter()
         x, y = random_batch(volumes, 16, PATCH, 64, rng)
-        if not naive:
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        with runtime.autocast(CPU, dtype):
-            logits = model(x)
+        with compute.autocast():
+            logits = model(compute.to_device(x))
         loss = F.cross_entropy(logits.float(), y)
         optimizer.zero_grad()
         loss.backward()
@@ -247,7 +245,7 @@ def main() -> None:
         r = {name: run_case(name, args, folder) for name in CASES}
         whole_agreement = agreement(r["whole-naive"], r["whole-fast"])
         crops_agreement = agreement(r["crops-naive"], r["crops-fast"])
-    dtype = runtime.autocast_dtype(CPU, "auto")
+    dtype = fast().dtype
     rows = [
         ("whole-volume MeshNet small, s", r["whole-naive"]["seconds"], r["whole-fast"]["seconds"]),
         ("  without the tissue crop (full 256^3 box), s", r["whole-naive"]["seconds"],
@@ -264,7 +262,7 @@ def main() -> None:
         ("vote memory above the volume, 104 classes, MB", r["vote104-naive"]["above_volume_mb"],
          r["vote104-fast"]["above_volume_mb"]),
     ]
-    print(f"device: {runtime.describe(CPU, dtype)}; meshseg path: Conv+BatchNorm+ReLU fused, "
+    print(f"device: {fast().describe()}; meshseg path: Conv+BatchNorm+ReLU fused, "
           f"channels_last_3d, {'bf16' if dtype else 'fp32'} autocast, batch 16, slab vote, "
           f"whole volume cropped to the tissue box; weights: "
           f"{args.checkpoint or 'random'}\n")

@@ -26,7 +26,9 @@ from meshseg.image.conform import conform_file
 from meshseg.image.io import load_volume, save_image
 from meshseg.image.preprocess import prepare_file
 from meshseg.metrics import dice_per_class
+from meshseg.nn import checkpoint
 from meshseg.nn.inference import InferenceConfig
+from meshseg.nn.runtime import Compute
 from meshseg.segment import segment_t1
 
 
@@ -52,7 +54,8 @@ def main() -> None:
         conform_file(work / "truth.nii.gz", work / "truth_conformed.nii.gz", labels=True, backend="python")
         prepare_file(work / "truth_conformed.nii.gz", work / "truth_prepared.nii.gz", labels=True)
         config = InferenceConfig(n_subvolumes=args.subvolumes, threads=2)
-        result = segment_t1(work / "icbm152.nii.gz", args.checkpoint, work / "out", config, backend="python")
+        result = segment_t1(work / "icbm152.nii.gz", checkpoint.load(args.checkpoint), work / "out", config,
+                            Compute.from_config(config), backend="python")
         files = {key: Path(path) for key, path in result["files"].items()}
         conformed = foreground_dice(files["labels_conformed"], work / "truth_prepared.nii.gz")
         native = foreground_dice(files["labels_native"], work / "truth.nii.gz")

@@ -21,23 +21,23 @@ import pandas as pd
 
 from meshseg.image.io import load_volume
 from meshseg.metrics import dice_per_class, foreground_dice
-from meshseg.nn.checkpoint import load_checkpoint
-from meshseg.nn.inference import InferenceConfig, load_model, predict_volume
+from meshseg.nn import checkpoint as checkpoints
+from meshseg.nn.inference import InferenceConfig, predict_volume
+from meshseg.nn.runtime import Compute
 from meshseg.nn.subvolumes import inference_locations
 from meshseg.nn.vote import RULES
 
 
-def score_rules(checkpoint: Path, image_path: Path, truth_path: Path, config: InferenceConfig) -> list[dict]:
+def score_rules(loaded: checkpoints.LoadedModel, image_path: Path, truth_path: Path, config: InferenceConfig,
+                compute: Compute) -> list[dict]:
     """One row per rule and class: Dice, predicted and true voxels, voxels changed."""
-    model, labelset, device, dtype = load_model(checkpoint, config)
-    patch = load_checkpoint(checkpoint)["train_config"]["patch"]
+    labelset, patch = loaded.labelset, loaded.patch
     image = load_volume(image_path)[0].astype(np.float32, copy=False)
     truth = labelset.to_classes(load_volume(truth_path)[0], str(truth_path))
     locations = inference_locations(config.n_subvolumes, image.shape[0], patch, config.sd,
                                     np.random.default_rng(config.seed))
     n = labelset.n_classes
-    votes = {rule: predict_volume(model, image, locations, patch, n, config.batch_size, device, dtype,
-                                  config.channels_last, rule) for rule in RULES}
+    votes = {rule: predict_volume(loaded, image, locations, config.batch_size, compute, rule) for rule in RULES}
     rows = []
     for rule, classes in votes.items():
         dice = dice_per_class(truth, classes, n)
@@ -56,11 +56,13 @@ def main() -> None:
     args = parser.parse_args()
     sheet = pd.read_csv(args.results / "subjects.tsv", sep="\t")
     config = InferenceConfig(n_subvolumes=args.subvolumes, threads=args.threads)
+    compute = Compute.from_config(config)
     rows = []
     for checkpoint in sorted(args.results.glob("models/*/checkpoint.pt")):
+        loaded = checkpoints.load(checkpoint)
         for subject in sheet.loc[sheet["split"] == "test", "subject"]:
             prepared = args.results / "prepared" / subject
-            for row in score_rules(checkpoint, prepared / "t1.nii.gz", prepared / "labels.nii.gz", config):
+            for row in score_rules(loaded, prepared / "t1.nii.gz", prepared / "labels.nii.gz", config, compute):
                 rows.append({"model": checkpoint.parent.name, "subject": subject, **row})
     table = pd.DataFrame(rows)
     table["bias_percent"] = 100 * (table["predicted"] - table["true"]) / table["true"]

@@ -15,7 +15,6 @@ rule dice_vs_subvolumes:
     params:
         counts=config["experiment"]["subvolume_counts"],
         inference=get_inference_config,
-        patch=config["sampling"]["patch"],
     threads: config["compute"]["infer_threads"]  # Snakemake caps it at --cores
     resources:
         mem_mb=4000,

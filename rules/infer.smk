@@ -17,7 +17,6 @@ rule segment_subject:
         "logs/segment/{model}/{subject}.log",
     params:
         inference=get_inference_config,
-        patch=config["sampling"]["patch"],
         labelset=DATASET["labelset"],
     threads: config["compute"]["infer_threads"]  # Snakemake caps it at --cores
     resources:

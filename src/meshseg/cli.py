@@ -11,9 +11,10 @@ from collections import Counter
 
 from meshseg.image.conform import BACKENDS, conform_file
 from meshseg.labels import load_labelset
+from meshseg.nn import checkpoint
 from meshseg.nn.export import export_onnx
 from meshseg.nn.inference import MODES, InferenceConfig
-from meshseg.nn.runtime import PRECISIONS
+from meshseg.nn.runtime import DEVICES, PRECISIONS, Compute
 from meshseg.nn.vote import RULES
 from meshseg.report.evaluation import structure_table
 from meshseg.segment import check_t1, segment_t1, subject_name
@@ -38,13 +39,15 @@ def _segment(args: argparse.Namespace) -> None:
         raise ValueError(f"inputs share the subject names {repeated}: their outputs would collide")
     config = InferenceConfig(mode=args.mode, vote=args.vote, n_subvolumes=args.subvolumes,
                              device=args.device, precision=args.precision, threads=args.threads)
+    loaded, compute = checkpoint.load(args.model), Compute.from_config(config)
     for t1 in args.t1:
-        result = segment_t1(t1, args.model, args.output, config, backend=args.backend)
+        result = segment_t1(t1, loaded, args.output, config, compute, backend=args.backend)
         logging.info("%s -> %s", t1, result["files"]["labels_native"])
 
 
 def _export(args: argparse.Namespace) -> None:
-    logging.info("exported %s -> %s", args.checkpoint, export_onnx(args.checkpoint, args.output))
+    out = export_onnx(checkpoint.load(args.checkpoint), args.output)
+    logging.info("exported %s -> %s", args.checkpoint, out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "default %(default)s")
     segment.add_argument("--subvolumes", type=int, default=InferenceConfig.n_subvolumes,
                          help="subvolumes for --mode vote (default %(default)s)")
-    segment.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    segment.add_argument("--device", default="auto", choices=DEVICES)
     segment.add_argument("--precision", default="auto", choices=PRECISIONS)
     segment.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                          help="CPU threads (default: all available, %(default)s)")

@@ -23,10 +23,9 @@ from meshseg.image.conform import conform_file
 from meshseg.image.io import ImageError, load_volume, write_table
 from meshseg.image.native import labels_to_native, native_header
 from meshseg.image.preprocess import prepare_file
-from meshseg.labels import LabelSet
-from meshseg.nn.checkpoint import load_checkpoint
-from meshseg.nn.inference import InferenceConfig, segment_file
-from meshseg.nn.training import TrainConfig
+from meshseg.nn.checkpoint import LoadedModel
+from meshseg.nn.inference import InferenceConfig, LabelFiles, check_model, segment_file
+from meshseg.nn.runtime import Compute
 from meshseg.report.evaluation import volume_table
 
 log = logging.getLogger(__name__)
@@ -60,30 +59,25 @@ def check_t1(t1_path: str | os.PathLike) -> None:
         raise ImageError(t1_path, f"constant image (every voxel is {data.min()}): nothing to segment")
 
 
-def segment_t1(t1_path: str | os.PathLike, checkpoint_path: str | os.PathLike,
-               out_dir: str | os.PathLike, config: InferenceConfig, backend: str = "auto") -> dict:
+def segment_t1(t1_path: str | os.PathLike, loaded: LoadedModel, out_dir: str | os.PathLike,
+               config: InferenceConfig, compute: Compute, backend: str = "auto") -> dict:
     """Segment one T1 into ``out_dir/<subject>/`` (see the module docstring).
 
-    The input and the checkpoint are checked before any file is written; ``backend`` is the
+    The input and the model are checked before any file is written; ``backend`` is the
     conform backend. Crops are the checkpoint's training patch. Returns the subject name, the
     output paths and the inference statistics.
     """
     check_t1(t1_path)
-    state = load_checkpoint(checkpoint_path)
-    patch = state.get("train_config", {}).get("patch", TrainConfig.patch)
-    arch = state["model_config"].get("arch")
-    if config.mode == "whole" and arch != "meshnet":
-        raise ValueError(f"{checkpoint_path}: whole-volume inference needs a MeshNet, not {arch}")
+    check_model(loaded, config)
     subject = subject_name(t1_path)
     files = {key: Path(out_dir) / subject / name for key, name in OUTPUTS.items()}
 
     conform_file(t1_path, files["t1_conformed"], backend=backend)
     prepare_file(files["t1_conformed"], files["t1_prepared"])
-    stats = segment_file(checkpoint_path, files["t1_prepared"], files["labels_conformed"], files["lut"],
-                         files["stats"], config, patch=patch)
+    stats = segment_file(loaded, files["t1_prepared"],
+                         LabelFiles(files["labels_conformed"], files["lut"], files["stats"]), config, compute)
     labels_to_native(files["labels_conformed"], t1_path, files["labels_native"])
-    labelset = LabelSet.from_dict(state["labelset"])
-    write_table(volume_table(files["labels_conformed"], labelset), files["volumes"])
+    write_table(volume_table(files["labels_conformed"], loaded.labelset), files["volumes"])
     log.info("%s: segmented into %s", t1_path, files["labels_native"].parent)
     return {"subject": subject, "files": {key: str(path) for key, path in files.items()},
             "inference": stats}

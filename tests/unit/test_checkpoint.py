@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from meshseg.labels import load_labelset
-from meshseg.nn.checkpoint import (load_checkpoint, model_from_checkpoint, restore_rng_state,
-                                   rng_state, save_checkpoint, weight_bytes)
+from meshseg.nn.checkpoint import (DEFAULT_PATCH, load, load_checkpoint, restore_rng_state, rng_state,
+                                   save_checkpoint, weight_bytes)
 from meshseg.nn.models import build_model, model_config
 
 
@@ -13,12 +13,23 @@ def test_round_trip(tmp_path):
     model = build_model(spec)
     save_checkpoint({"model": model.state_dict(), "model_config": spec,
                      "labelset": load_labelset("demo_gwm").to_dict(), "step": 7}, tmp_path / "c.pt")
-    rebuilt, labelset, state = model_from_checkpoint(tmp_path / "c.pt")
-    assert state["step"] == 7 and labelset.n_classes == 3 and "meshseg_version" in state
+    loaded = load(tmp_path / "c.pt")
+    assert loaded.info["step"] == 7 and loaded.labelset.n_classes == 3 and "meshseg_version" in loaded.info
+    assert "model" not in loaded.info and loaded.spec == spec and loaded.path == tmp_path / "c.pt"
+    assert loaded.patch == DEFAULT_PATCH and not loaded.model.training  # no train_config: 38
     for name, tensor in model.state_dict().items():
-        torch.testing.assert_close(rebuilt.state_dict()[name], tensor)
+        torch.testing.assert_close(loaded.model.state_dict()[name], tensor)
     # 72,516 parameters + BatchNorm running mean/var (7 x 2 x 21) in fp32, + 7 int64 counters
     assert weight_bytes(model) == (72_516 + 7 * 2 * 21) * 4 + 7 * 8
+    assert loaded.parameters == 72_516 and loaded.weight_bytes == weight_bytes(model)
+
+
+def test_patch_comes_from_the_train_config(tmp_path):
+    spec = model_config("meshnet", 3)
+    save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec, "step": 0,
+                     "labelset": load_labelset("demo_gwm").to_dict(), "train_config": {"patch": 24}},
+                    tmp_path / "c.pt")
+    assert load(tmp_path / "c.pt").patch == 24
 
 
 def test_truncated_checkpoint_names_the_file(tmp_path):
@@ -39,7 +50,7 @@ def test_foreign_pickle_and_wrong_architecture(tmp_path):
                      "model_config": model_config("meshnet", 3),
                      "labelset": load_labelset("demo_gwm").to_dict(), "step": 0}, tmp_path / "x.pt")
     with pytest.raises(ValueError, match=r"x\.pt: weights do not fit"):
-        model_from_checkpoint(tmp_path / "x.pt")
+        load(tmp_path / "x.pt")
     with pytest.raises(ValueError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
 

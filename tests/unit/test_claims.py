@@ -1,18 +1,14 @@
 import pandas as pd
 import pytest
-import torch
 
-from meshseg.nn.models import build_model, model_config
-from meshseg.report.claims import (CLAIMS_COLUMNS, REFERENCE, REFERENCE_COLUMNS, RUN,
-                                   checkpoint_bytes, compose_claims, crops_per_second,
-                                   measure_reference_speed, summarise_claims)
+from meshseg.report.claims import CLAIMS_COLUMNS, REFERENCE, RUN, compose_claims, summarise_claims
+from meshseg.report.speed import REFERENCE_COLUMNS
 
 CPU = "cpu (2 threads, bf16)"
 
 
 def comparison(meshnet_rate=116.0, unet_rate=13.0, **extra):
-    """Two trained models with the reference's sizes and speeds (docs/references.md: MeshNet;
-    Published numbers)."""
+    """Two trained models with the reference's sizes and speeds (docs/references.md: MeshNet, Published numbers)."""
     rows = [
         {"model": "meshnet", "arch": "meshnet", "parameters": 72_516, "weight_bytes": 300_000,
          "checkpoint_bytes": 900_000, "subvolumes_per_second": meshnet_rate, "device": CPU},
@@ -133,21 +129,3 @@ def test_summarise_claims_reads_the_run_tables(tmp_path):
     assert set(claims["block"]) == {RUN, REFERENCE}
     dice = row(claims, RUN, "foreground Dice difference")
     assert dice["measured"] == pytest.approx(-0.1) and dice["verdict"] == "does not hold"
-
-
-def test_crops_per_second_and_weights_only_checkpoint():
-    model = build_model(model_config("meshnet", 3))
-    assert crops_per_second(model, torch.device("cpu"), None, True, batch_size=2, patch=8, batches=1) > 0
-    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    assert weights < checkpoint_bytes(model) < weights + 100_000
-
-
-def test_measure_reference_speed_sizes_the_reference_models(tmp_path):
-    table = measure_reference_speed("demo_gwm", tmp_path / "speed.tsv", batches=1, device="cpu",
-                                    precision="fp32", batch_size=1, patch=16)
-    assert list(table.columns) == REFERENCE_COLUMNS
-    # docs/references.md: MeshNet
-    assert table["parameters"].tolist() == [72_516, 820_266, 25_115_139]
-    assert table["description"].tolist() == ["MeshNet small", "MeshNet large", "U-Net width 64"]
-    assert (table["subvolumes_per_second"] > 0).all() and (table["device"].str.startswith("cpu")).all()
-    assert pd.read_csv(tmp_path / "speed.tsv", sep="\t")["model"].tolist() == table["model"].tolist()

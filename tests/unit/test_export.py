@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from meshseg.image.io import load_volume
-from meshseg.nn.checkpoint import model_from_checkpoint, save_checkpoint
+from meshseg.nn.checkpoint import load, load_checkpoint, save_checkpoint
 from meshseg.nn.export import export_onnx, onnx_labels
 from tests.conftest import tiny_checkpoint
 
@@ -26,7 +26,7 @@ def prepared_t1(tmp_path_factory):
 
 
 def torch_labels(checkpoint, batch):
-    model, _, _ = model_from_checkpoint(checkpoint)
+    model = load(checkpoint).model
     with torch.inference_mode():
         return model(torch.from_numpy(batch)).argmax(1).numpy()
 
@@ -34,7 +34,7 @@ def torch_labels(checkpoint, batch):
 def calibrated(checkpoint, batch):
     """Set the BatchNorm statistics to those of ``batch``: an untrained U-Net's logits are
     otherwise almost constant, and every voxel gets class 0."""
-    model, _, state = model_from_checkpoint(checkpoint)
+    model, state = load(checkpoint).model, load_checkpoint(checkpoint)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm3d):
             module.momentum = 1.0
@@ -55,7 +55,7 @@ def agreement(checkpoint, onnx_path, batch):
 
 def test_meshnet_labels_match_pytorch_on_any_size(tmp_path, prepared_t1):
     checkpoint = tiny_checkpoint(tmp_path / "meshnet.pt")
-    out = export_onnx(checkpoint, tmp_path / "model" / "meshnet.onnx")
+    out = export_onnx(load(checkpoint), tmp_path / "model" / "meshnet.onnx")
     assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["meshnet.onnx"]
     region = prepared_t1[80:176, 80:176, 80:176][None, None]  # 96^3 of the brain
     assert agreement(checkpoint, out, region) >= 0.9999
@@ -67,13 +67,13 @@ def test_unet_labels_match_pytorch_with_any_batch(tmp_path, prepared_t1):
     starts = [(90, 100, 110), (128, 128, 128), (100, 150, 80)]
     crops = np.stack([prepared_t1[a:a + 38, b:b + 38, c:c + 38] for a, b, c in starts])[:, None]
     checkpoint = calibrated(tiny_checkpoint(tmp_path / "unet.pt", arch="unet", width=4), crops)
-    out = export_onnx(checkpoint, tmp_path / "unet.onnx")
+    out = export_onnx(load(checkpoint), tmp_path / "unet.onnx")
     assert agreement(checkpoint, out, crops) >= 0.9999
     assert agreement(checkpoint, out, prepared_t1[96:160, 96:160, 96:160][None, None]) >= 0.9999
 
 
 def test_metadata_names_the_classes(tmp_path):
-    out = export_onnx(tiny_checkpoint(tmp_path / "c.pt"), tmp_path / "c.onnx")
+    out = export_onnx(load(tiny_checkpoint(tmp_path / "c.pt")), tmp_path / "c.onnx")
     props = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert [c["name"] for c in json.loads(props["labelset"])["classes"]] == \
         ["Unknown", "gray-matter", "white-matter"]

@@ -136,9 +136,10 @@ from meshseg.image.conform import conform_file, is_conformed
 from meshseg.image.io import ImageError, OutputError, save_image, write_text
 from meshseg.image.preprocess import prepare_file
 from meshseg.labels import load_labelset
-from meshseg.nn.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from meshseg.nn.crops import Volume, load_volumes
-from meshseg.nn.inference import InferenceConfig, segment_file
+from meshseg.nn.checkpoint import load, load_checkpoint, save_checkpoint
+from meshseg.nn.crops import TrainingData, Volume, load_volumes
+from meshseg.nn.inference import InferenceConfig, LabelFiles, segment_file
+from meshseg.nn.runtime import Compute
 from meshseg.nn.models import build_model, model_config
 from meshseg.nn.training import TrainConfig, train
 from meshseg.report.evaluation import structure_table
@@ -323,16 +324,17 @@ def test_missing_subject_file_fails_naming_the_file(tmp_path, missing):
 def tiny_checkpoint(path: Path, spec: dict = MESHNET, labelset=LABELSET, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
-                     "labelset": labelset.to_dict(), "step": 0}, path)
+                     "labelset": labelset.to_dict(), "step": 0, "train_config": {"patch": 16}}, path)
     return path
 
 
 def segment(checkpoint: Path, image: Path, out: Path) -> dict:
     """The real segment_file on a prepared 48^3 volume, 30 16^3 subvolumes, fp32 on CPU."""
-    return segment_file(checkpoint, image, out / "labels.nii.gz", out / "labels_lut.txt",
-                        out / "inference.json",
-                        InferenceConfig(n_subvolumes=30, batch_size=8, precision="fp32",
-                                        device="cpu", channels_last=False), patch=16)
+    config = InferenceConfig(n_subvolumes=30, batch_size=8, precision="fp32", device="cpu",
+                             channels_last=False)
+    return segment_file(load(checkpoint), image,
+                        LabelFiles(out / "labels.nii.gz", out / "labels_lut.txt", out / "inference.json"),
+                        config, Compute.from_config(config))
 
 
 def test_corrupt_checkpoint_fails_segmentation_naming_the_file_and_writes_nothing(tmp_path, prepared_pair):
@@ -349,7 +351,7 @@ def test_checkpoint_of_another_architecture_fails_naming_the_file(tmp_path):
                      "model_config": MESHNET, "labelset": LABELSET.to_dict(), "step": 0}, path)
     with pytest.raises(ValueError, match=rf"^{path}: weights do not fit the architecture "
                                          r"\{'arch': 'meshnet'"):
-        model_from_checkpoint(path)
+        load(path)
 
 
 def test_checkpoint_of_another_label_set_fails_naming_the_file(tmp_path):
@@ -357,14 +359,14 @@ def test_checkpoint_of_another_label_set_fails_naming_the_file(tmp_path):
     dkt62 = load_labelset("dkt62")
     with pytest.raises(ValueError, match=rf"^{gwm}: trained for label set 'demo_gwm' \(3 classes\), "
                                          rf"not 'dkt62' \({dkt62.n_classes} classes\)$"):
-        model_from_checkpoint(gwm, dkt62)
-    assert model_from_checkpoint(gwm, LABELSET)[1] == LABELSET  # the right set passes
+        load(gwm, dkt62)
+    assert load(gwm, LABELSET).labelset == LABELSET  # the right set passes
     # weights for 3 classes stored beside a label set of another size
     odd = tmp_path / "odd.pt"
     save_checkpoint({**load_checkpoint(gwm), "labelset": dkt62.to_dict()}, odd)
     with pytest.raises(ValueError, match=rf"^{odd}: the network predicts 3 classes but its label "
                                          rf"set 'dkt62' has {dkt62.n_classes}$"):
-        model_from_checkpoint(odd)
+        load(odd)
 
 
 def train_config(**overrides) -> TrainConfig:
@@ -380,13 +382,13 @@ def volumes(n: int = 2) -> list[Volume]:
 def test_resume_state_of_another_label_set_is_not_used(tmp_path, caplog):
     ckpt = tmp_path / "checkpoint.pt"
     other = load_labelset("gwm")  # 3 classes too, other ids: the same network would fit
-    train(train_config(steps=3, checkpoint_every=100), MESHNET, other, volumes(), [], ckpt,
+    train(train_config(steps=3, checkpoint_every=100), MESHNET, TrainingData(other, volumes(), []), ckpt,
           tmp_path / "curve.tsv")
     stale = load_checkpoint(ckpt)
     save_checkpoint({**stale, "step": 2}, tmp_path / "checkpoint.pt.resume.pt")
     ckpt.unlink()
     with caplog.at_level("INFO", logger="meshseg.nn.training"):
-        train(train_config(steps=3, checkpoint_every=100), MESHNET, LABELSET, volumes(), [], ckpt,
+        train(train_config(steps=3, checkpoint_every=100), MESHNET, TrainingData(LABELSET, volumes(), []), ckpt,
               tmp_path / "curve.tsv")
     assert "made with another configuration" in caplog.text and "resuming" not in caplog.text
     assert load_checkpoint(ckpt)["labelset"] == LABELSET.to_dict()
@@ -594,11 +596,12 @@ CHILD_HALF_WRITE = """
 
 def test_kill_9_during_training_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
-    train(train_config(), MESHNET, LABELSET, volumes(), volumes(1), reference / "checkpoint.pt",
+    train(train_config(), MESHNET, TrainingData(LABELSET, volumes(), volumes(1)), reference / "checkpoint.pt",
           reference / "curve.tsv")
     run, marker = tmp_path / "run", tmp_path / "killed-here"
     start_and_kill(CHILD_PAUSE.format(marker=str(marker)) + f"""
     import meshseg.nn.training as training
+    from meshseg.nn.crops import TrainingData
     from tests.unit.test_faults import LABELSET, MESHNET, train_config, volumes
     calls, real_batch = [0], training.random_batch
 
@@ -609,13 +612,13 @@ def test_kill_9_during_training_resumes_to_the_result_of_an_uninterrupted_run(tm
         return real_batch(*args, **kwargs)
 
     training.random_batch = batch_then_pause
-    training.train(train_config(), MESHNET, LABELSET, volumes(), volumes(1),
+    training.train(train_config(), MESHNET, TrainingData(LABELSET, volumes(), volumes(1)),
                    {str(run / 'checkpoint.pt')!r}, {str(run / 'curve.tsv')!r})
     """, marker, tmp_path)
     assert everything_in(run) == ["checkpoint.pt.resume.pt"]  # no final output, no temporary
     assert load_checkpoint(run / "checkpoint.pt.resume.pt")["step"] == 3
 
-    train(train_config(), MESHNET, LABELSET, volumes(), volumes(1), run / "checkpoint.pt",
+    train(train_config(), MESHNET, TrainingData(LABELSET, volumes(), volumes(1)), run / "checkpoint.pt",
           run / "curve.tsv")
     assert everything_in(run) == ["checkpoint.pt", "curve.tsv"]
     resumed, expected = load_checkpoint(run / "checkpoint.pt"), load_checkpoint(reference / "checkpoint.pt")

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from meshseg.nn.checkpoint import load
 from meshseg.report.modelcard import DATA_LICENCES, write_model_card
 from tests.conftest import tiny_checkpoint
 
@@ -25,7 +26,7 @@ def card_inputs(tmp_path):
     (tmp_path / "t2.tsv").write_text(METRICS.format(subject="t2", d0=0.97, d1=0.6, d2=0.9))
     (tmp_path / "comparison.tsv").write_text(COMPARISON)
     (tmp_path / "subjects.tsv").write_text(SHEET)
-    checkpoint = tiny_checkpoint(tmp_path / "c.pt")
+    checkpoint = load(tiny_checkpoint(tmp_path / "c.pt"))
     return checkpoint, [tmp_path / "t1.tsv", tmp_path / "t2.tsv"], tmp_path / "comparison.tsv", tmp_path / "subjects.tsv"
 
 

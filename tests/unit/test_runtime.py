@@ -92,11 +92,11 @@ def test_bf16_inference_on_a_cpu_limited_to_avx2():
     script = textwrap.dedent("""
         import torch
         from meshseg.nn import runtime
-        from meshseg.nn.inference import predict_whole
         from meshseg.nn.models import build_model, model_config
+        from meshseg.nn.whole import predict_whole
         cpu = torch.device("cpu")
         model, image = build_model(model_config("meshnet", 3)).eval(), torch.rand(20, 20, 20).numpy()
-        predict_whole(model, image, cpu, runtime.autocast_dtype(cpu, "bf16"), channels_last=True)
+        predict_whole(model, image, runtime.Compute(cpu, runtime.autocast_dtype(cpu, "bf16"), channels_last=True))
         print("native bf16:", runtime.has_native_bf16(cpu))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -117,3 +117,22 @@ def test_log_to_sends_records_and_stderr_to_the_file(tmp_path):
         logging.basicConfig(force=True)
     text = (tmp_path / "job.log").read_text()
     assert "hello from the job" in text and "progress bar" in text
+
+
+def test_compute_moves_batches_once_and_names_its_device():
+    compute = runtime.Compute.from_settings(device="cpu", precision="fp32", channels_last=True, threads=1)
+    assert compute == runtime.Compute(torch.device("cpu"), None, True, 1)
+    x = compute.to_device(torch.rand(2, 3, 4, 4, 4))
+    assert x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+    y = compute.to_device(torch.zeros(2, 4, 4, 4, dtype=torch.int64))  # labels: not 5-D, as they are
+    assert y.is_contiguous() and y.dtype == torch.int64
+    assert runtime.Compute(torch.device("cpu"), None).to_device(torch.rand(2, 3, 4, 4, 4)).is_contiguous()
+    assert compute.describe() == runtime.describe(torch.device("cpu"), None)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (("tpu", "auto", 1), "unknown device"), (("cpu", "fp8", 1), "unknown precision"),
+    (("cpu", "fp32", 0), "threads must be >= 1")])
+def test_check_settings_names_the_bad_value(settings, message):
+    with pytest.raises(ValueError, match=message):
+        runtime.check_settings(*settings)

@@ -5,8 +5,8 @@ import torch
 
 import meshseg.nn.training as training
 from meshseg.labels import load_labelset
-from meshseg.nn.checkpoint import load_checkpoint, model_from_checkpoint
-from meshseg.nn.crops import Volume, load_volumes
+from meshseg.nn.checkpoint import load, load_checkpoint
+from meshseg.nn.crops import TrainingData, Volume, load_volumes
 from meshseg.nn.models import model_config
 from meshseg.nn.training import TrainConfig, train, train_files
 from tests.conftest import sphere_volume
@@ -19,6 +19,10 @@ def volumes(n=2):
     return [Volume(f"v{i}", *sphere_volume(seed=i)) for i in range(n)]
 
 
+def data(train=2, validation=1):
+    return TrainingData(LABELSET, volumes(train), volumes(validation))
+
+
 def config(**overrides):
     base = dict(steps=6, batch_size=2, patch=16, sd=12, validate_every=3, val_crops=2,
                 checkpoint_every=3, precision="fp32", device="cpu", threads=1)
@@ -27,7 +31,7 @@ def config(**overrides):
 
 def test_checkpoint_describes_itself_and_curve_is_written(tmp_path):
     ckpt, curve = tmp_path / "m" / "checkpoint.pt", tmp_path / "m" / "curve.tsv"
-    train(config(), SPEC, LABELSET, volumes(), volumes(1), ckpt, curve)
+    train(config(), SPEC, data(), ckpt, curve)
     state = load_checkpoint(ckpt)
     assert state["step"] == 6 and state["model_config"] == SPEC
     assert state["labelset"] == LABELSET.to_dict() and "optimizer" in state
@@ -35,13 +39,13 @@ def test_checkpoint_describes_itself_and_curve_is_written(tmp_path):
     assert list(table.columns) == ["step", "loss", "lr", "val_dice"]
     assert table["step"].tolist() == [3, 6] and table["val_dice"].between(0, 1).all()
     assert not (tmp_path / "m" / "checkpoint.pt.resume.pt").exists()
-    model, labelset, _ = model_from_checkpoint(ckpt)
-    assert labelset == LABELSET and not model.training
+    loaded = load(ckpt)
+    assert loaded.labelset == LABELSET and not loaded.model.training and loaded.patch == 16
 
 
 def test_training_lowers_the_loss(tmp_path):
     cfg = config(steps=40, batch_size=4, validate_every=20, max_lr=0.01, checkpoint_every=100)
-    train(cfg, SPEC, LABELSET, volumes(), volumes(1), tmp_path / "c.pt", tmp_path / "c.tsv")
+    train(cfg, SPEC, data(), tmp_path / "c.pt", tmp_path / "c.tsv")
     losses = pd.read_csv(tmp_path / "c.tsv", sep="\t")["loss"]
     assert losses.iloc[-1] < 0.7 * losses.iloc[0]
 
@@ -52,7 +56,7 @@ def test_training_lowers_the_loss(tmp_path):
 def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, checkpoint_every, resumed_from):
     cfg = config(checkpoint_every=checkpoint_every)
     reference = tmp_path / "ref.pt"
-    train(cfg, SPEC, LABELSET, volumes(), volumes(1), reference, tmp_path / "ref.tsv")
+    train(cfg, SPEC, data(), reference, tmp_path / "ref.tsv")
 
     calls = {"n": 0}
     real_batch = training.random_batch
@@ -66,10 +70,10 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, checkpoint
     ckpt = tmp_path / "run.pt"
     monkeypatch.setattr(training, "random_batch", dying_batch)
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, SPEC, LABELSET, volumes(), volumes(1), ckpt, tmp_path / "run.tsv")
+        train(cfg, SPEC, data(), ckpt, tmp_path / "run.tsv")
     assert not ckpt.exists() and load_checkpoint(str(ckpt) + ".resume.pt")["step"] == resumed_from
     monkeypatch.setattr(training, "random_batch", real_batch)
-    train(cfg, SPEC, LABELSET, volumes(), volumes(1), ckpt, tmp_path / "run.tsv")
+    train(cfg, SPEC, data(), ckpt, tmp_path / "run.tsv")
 
     resumed, expected = load_checkpoint(ckpt)["model"], load_checkpoint(reference)["model"]
     for name in expected:
@@ -81,7 +85,7 @@ def test_deterministic_kernels_follow_the_config_and_leave_cpu_results_alone(tmp
     weights = {}
     for deterministic in (True, False):  # False last: later tests get PyTorch's default back
         ckpt = tmp_path / f"{deterministic}.pt"
-        train(config(steps=2, deterministic=deterministic), SPEC, LABELSET, volumes(), [], ckpt,
+        train(config(steps=2, deterministic=deterministic), SPEC, data(validation=0), ckpt,
               tmp_path / "c.tsv")
         assert torch.are_deterministic_algorithms_enabled() is deterministic
         assert torch.backends.cudnn.deterministic is deterministic
@@ -92,22 +96,22 @@ def test_deterministic_kernels_follow_the_config_and_leave_cpu_results_alone(tmp
 
 def test_resume_state_of_another_configuration_is_ignored(tmp_path):
     ckpt = tmp_path / "c.pt"
-    train(config(steps=4, checkpoint_every=2), SPEC, LABELSET, volumes(), [], ckpt, tmp_path / "c.tsv")
+    train(config(steps=4, checkpoint_every=2), SPEC, data(validation=0), ckpt, tmp_path / "c.tsv")
     (tmp_path / "c.pt.resume.pt").write_bytes(ckpt.read_bytes())  # a stale state
-    train(config(steps=4, checkpoint_every=2, seed=1), SPEC, LABELSET, volumes(), [], ckpt, tmp_path / "c.tsv")
+    train(config(steps=4, checkpoint_every=2, seed=1), SPEC, data(validation=0), ckpt, tmp_path / "c.tsv")
     assert load_checkpoint(ckpt)["train_config"]["seed"] == 1
 
 
 def test_train_files_reads_prepared_volumes(tmp_path, prepared_pair):
     image, labels, *_ = prepared_pair
-    train_files(config(steps=2), {"arch": "unet", "width": 2}, "demo_gwm", [image], [labels],
-                [image], [labels], tmp_path / "u.pt", tmp_path / "u.tsv")
+    both = TrainingData.load("demo_gwm", [image], [labels], [image], [labels])
+    train_files(config(steps=2), {"arch": "unet", "width": 2}, both, tmp_path / "u.pt", tmp_path / "u.tsv")
     assert load_checkpoint(tmp_path / "u.pt")["model_config"]["arch"] == "unet"
 
 
 def test_no_training_subjects_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no training subjects"):
-        train(config(), SPEC, LABELSET, [], [], tmp_path / "c.pt", tmp_path / "c.tsv")
+        train(config(), SPEC, data(0, 0), tmp_path / "c.pt", tmp_path / "c.tsv")
 
 
 def test_labels_outside_the_set_name_the_file(tmp_path, prepared_pair):
@@ -117,3 +121,12 @@ def test_labels_outside_the_set_name_the_file(tmp_path, prepared_pair):
     save_image(np.where(labels == 2, 9, labels).astype(np.uint8), np.diag([-1.0, 1, 1, 1]), bad)
     with pytest.raises(ValueError, match=r"bad_labels\.nii\.gz.*\{9:"):
         load_volumes([image], [bad], LABELSET)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("steps", 0, "steps must be >= 1"), ("patch", 0, "patch must be >= 1"),
+    ("checkpoint_every", 0, "checkpoint_every must be >= 1"), ("sd", 0.0, "sd, max_lr > 0"),
+    ("precision", "fp16", "unknown precision"), ("device", "tpu", "unknown device")])
+def test_train_config_validates_itself(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        config(**{field: value})

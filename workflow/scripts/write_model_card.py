@@ -1,9 +1,10 @@
 from meshseg.logs import log_to
+from meshseg.nn import checkpoint
 from meshseg.report.modelcard import write_model_card
 
 log_to(snakemake.log[0])
 write_model_card(
-    snakemake.input.checkpoint,
+    checkpoint.load(snakemake.input.checkpoint),
     snakemake.wildcards.model,
     [snakemake.input.dice],
     snakemake.input.comparison,

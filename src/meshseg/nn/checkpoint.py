@@ -14,6 +14,7 @@ A checkpoint is one dict (after nanoGPT)::
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,12 @@ from torch import nn
 from meshseg import __version__
 from meshseg.image.io import atomic_path
 from meshseg.labels import LabelSet
-from meshseg.nn.models import build_model
+from meshseg.nn.models import build_model, count_parameters
 
 REQUIRED_KEYS = ("model", "model_config", "labelset", "step")
+DEFAULT_PATCH = 38  # crop edge of a checkpoint without a train_config: the reference's 38^3
+# Checkpoint keys a loaded model leaves out of LoadedModel.info: the tensors and their states.
+STATE_KEYS = ("model", "optimizer", "scheduler", "rng", "losses")
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
@@ -69,9 +73,35 @@ def restore_rng_state(state: dict, rng: np.random.Generator, device: torch.devic
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def model_from_checkpoint(path: str | os.PathLike, labelset: LabelSet | None = None
-                          ) -> tuple[nn.Module, LabelSet, dict]:
-    """Rebuild the network in eval mode, its label set and the raw checkpoint dict.
+@dataclass
+class LoadedModel:
+    """A checkpoint read once: its network in eval mode, what it segments and how it was trained.
+
+    ``patch`` is the crop edge it was trained on, which subvolume inference uses too;
+    ``info`` holds the checkpoint's other records (``step``, ``train_config``, ``train``,
+    ``curve``, ``device``, ``meshseg_version``), without the weights and optimizer state.
+    """
+
+    model: nn.Module
+    labelset: LabelSet
+    spec: dict  # model_config: {"arch": ..., **the architecture's config fields}
+    patch: int = DEFAULT_PATCH
+    path: Path | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def parameters(self) -> int:
+        """Trainable parameters of the network."""
+        return count_parameters(self.model)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of the network's state-dict tensors (:func:`weight_bytes`)."""
+        return weight_bytes(self.model)
+
+
+def load(path: str | os.PathLike, labelset: LabelSet | None = None) -> LoadedModel:
+    """Read the checkpoint at ``path`` once and rebuild its network in eval mode (on the CPU).
 
     Raises ``ValueError`` naming the file when the weights do not fit the stored architecture,
     when the network's class count differs from its label set's, or, given ``labelset``, when
@@ -92,7 +122,9 @@ def model_from_checkpoint(path: str | os.PathLike, labelset: LabelSet | None = N
     if labelset is not None and labelset.classes != stored.classes:
         raise ValueError(f"{path}: trained for label set {stored.name!r} ({stored.n_classes} "
                          f"classes), not {labelset.name!r} ({labelset.n_classes} classes)")
-    return model.eval(), stored, state
+    patch = state.get("train_config", {}).get("patch", DEFAULT_PATCH)
+    info = {k: v for k, v in state.items() if k not in (*STATE_KEYS, "model_config", "labelset")}
+    return LoadedModel(model.eval(), stored, state["model_config"], patch, Path(path), info)
 
 
 def weight_bytes(model: nn.Module) -> int:

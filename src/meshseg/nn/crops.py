@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from meshseg.image.io import ImageError, check_same_grid, load_volume
-from meshseg.labels import LabelSet
+from meshseg.labels import LabelSet, load_labelset
 from meshseg.nn.subvolumes import gaussian_locations
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,24 @@ def load_volumes(image_paths: Sequence[str | os.PathLike], label_paths: Sequence
         volumes.append(Volume(str(image_path), image.astype(np.float32, copy=False), classes))
     log.info("loaded %d volumes", len(volumes))
     return volumes
+
+
+@dataclass
+class TrainingData:
+    """The volumes a model trains and validates on, as class indices of ``labelset``."""
+
+    labelset: LabelSet
+    train: list[Volume]
+    validation: list[Volume]
+
+    @classmethod
+    def load(cls, labelset: str, train_images: Sequence[str | os.PathLike],
+             train_labels: Sequence[str | os.PathLike], val_images: Sequence[str | os.PathLike],
+             val_labels: Sequence[str | os.PathLike]) -> TrainingData:
+        """Read the prepared pairs of both splits in the label set named ``labelset``."""
+        labels = load_labelset(labelset)
+        return cls(labels, load_volumes(train_images, train_labels, labels),
+                   load_volumes(val_images, val_labels, labels))
 
 
 def crop_batch(volumes: Sequence[Volume], picks: np.ndarray, locations: np.ndarray,

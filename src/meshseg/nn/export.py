@@ -20,16 +20,15 @@ import onnxruntime
 import torch
 
 from meshseg.image.io import atomic_path
-from meshseg.nn.checkpoint import model_from_checkpoint
-from meshseg.nn.training import TrainConfig
+from meshseg.nn.checkpoint import LoadedModel
 
 log = logging.getLogger(__name__)
 
 AXES = ("batch", None, "depth", "height", "width")  # dynamic axes of image and logits
 
 
-def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike) -> Path:
-    """Write the checkpoint's network (eval mode, fp32) as one ONNX file, atomically.
+def export_onnx(loaded: LoadedModel, out_path: str | os.PathLike) -> Path:
+    """Write the loaded checkpoint's network (eval mode, fp32) as one ONNX file, atomically.
 
     Uses torch's default exporter, ``torch.export`` based (``dynamo=True``, needs
     onnxscript): the TorchScript exporter it replaces is deprecated since torch 2.9. The
@@ -37,21 +36,20 @@ def export_onnx(checkpoint_path: str | os.PathLike, out_path: str | os.PathLike)
     torch.export); weights are stored inside the file (``external_data=False``) so a
     single file is renamed into place.
     """
-    model, labelset, state = model_from_checkpoint(checkpoint_path)
-    patch = state.get("train_config", {}).get("patch", TrainConfig.patch)
+    patch = loaded.patch
     example = torch.zeros(2, 1, patch, patch, patch)
     dims = {i: torch.export.Dim(name) for i, name in enumerate(AXES) if name}
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
-        torch.onnx.export(model, (example,), tmp, dynamo=True, external_data=False,
+        torch.onnx.export(loaded.model.cpu(), (example,), tmp, dynamo=True, external_data=False,
                           verbose=False, input_names=["image"], output_names=["logits"],
                           dynamic_shapes=(dims,))
         exported = onnx.load(tmp)
-        onnx.helper.set_model_props(exported, {"labelset": json.dumps(labelset.to_dict()),
-                                               "model_config": json.dumps(state["model_config"])})
+        onnx.helper.set_model_props(exported, {"labelset": json.dumps(loaded.labelset.to_dict()),
+                                               "model_config": json.dumps(loaded.spec)})
         onnx.save(exported, tmp)
-    log.info("%s -> %s (%s, %d classes)", checkpoint_path, out_path, state["model_config"]["arch"],
-             labelset.n_classes)
+    log.info("%s -> %s (%s, %d classes)", loaded.path, out_path, loaded.spec["arch"],
+             loaded.labelset.n_classes)
     return out_path
 
 

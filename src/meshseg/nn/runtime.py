@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -19,8 +22,8 @@ def select_device(name: str = "auto") -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but no CUDA GPU is visible")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; choose from auto, cpu, cuda")
+    if name not in DEVICES:
+        raise ValueError(f"unknown device {name!r}; choose from {', '.join(DEVICES)}")
     return torch.device(name)
 
 
@@ -92,3 +95,60 @@ def describe(device: torch.device, dtype: torch.dtype | None) -> str:
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"cpu ({torch.get_num_threads()} threads)")
     return f"{where}, {'bf16' if dtype is torch.bfloat16 else 'fp32'}"
+
+
+def check_settings(device: str, precision: str, threads: int) -> None:
+    """Raise ValueError naming the value unless these compute settings are known (config
+    dataclasses call it from ``__post_init__``)."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose from {list(DEVICES)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {list(PRECISIONS)}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+
+
+class ComputeSettings(Protocol):
+    """What :meth:`Compute.from_config` reads: TrainConfig and InferenceConfig have it."""
+
+    device: str
+    precision: str
+    channels_last: bool
+    threads: int
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where and how networks run: the device, the autocast dtype (None: fp32), the
+    channels_last_3d memory format and the intra-op CPU threads in use."""
+
+    device: torch.device
+    dtype: torch.dtype | None
+    channels_last: bool = False
+    threads: int = 1
+
+    @classmethod
+    def from_settings(cls, device: str = "auto", precision: str = "auto", channels_last: bool = True,
+                      threads: int = 1) -> Compute:
+        """Select the device and precision and set the thread count (process-wide), once."""
+        threads = set_threads(threads)
+        where = select_device(device)
+        return cls(where, autocast_dtype(where, precision), channels_last, threads)
+
+    @classmethod
+    def from_config(cls, config: ComputeSettings) -> Compute:
+        """:meth:`from_settings` of a config dataclass's device, precision, layout and threads."""
+        return cls.from_settings(config.device, config.precision, config.channels_last, config.threads)
+
+    def to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        """``batch`` on the device; a 5-D (B, C, D, H, W) batch in channels_last_3d when set."""
+        x = batch.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last and x.ndim == 5 else x
+
+    def autocast(self):
+        """The autocast context of :attr:`dtype` (a no-op for fp32)."""
+        return autocast(self.device, self.dtype)
+
+    def describe(self) -> str:
+        """:func:`describe` of this device and dtype."""
+        return describe(self.device, self.dtype)

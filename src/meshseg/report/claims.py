@@ -4,49 +4,27 @@
 Two blocks. "this run": every (MeshNet, U-Net) pair of models trained here, from
 comparison.tsv and the per-subject Dice. "reference-size models": MeshNet small and large
 against the 64-wide U-Net (25.1 M parameters), untrained, sized from the architecture and
-timed on this run's device by :func:`measure_reference_speed`. :func:`compose_claims` is a
-pure function of those tables.
+timed on this run's device by meshseg.report.speed. :func:`compose_claims` is a pure
+function of those tables.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import tempfile
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
-from meshseg.image.io import write_table, write_text
-from meshseg.labels import load_labelset
-from meshseg.nn import runtime
-from meshseg.nn.checkpoint import weight_bytes
-from meshseg.nn.models import build_model, count_parameters, model_config
-from meshseg.report.figures import describe_model
+from meshseg.image.io import write_text
 from meshseg.report.tables import subject_scores
 
-log = logging.getLogger(__name__)
-
 CLAIMS_COLUMNS = ["block", "claim", "measured", "claimed", "verdict", "detail"]
-REFERENCE_COLUMNS = ["model", "arch", "description", "n_classes", "parameters", "weight_bytes",
-                     "checkpoint_bytes", "subvolumes_per_second", "batch_size", "patch", "batches",
-                     "device"]
 RUN, REFERENCE = "this run", "reference-size models"
 
 SIZE_CLAIM = 300.0  # ">300x smaller": 25.1 M / 72.5 k = 346x by parameters
 SPEED_CLAIM = 116 / 13  # "up to 9x faster": the reference's 116 vs 13 subvolumes/s
 DICE_MARGIN = 0.02  # "competitive": MeshNet's mean foreground Dice at most this far below the U-Net's
-
-# The reference-size models: MeshNet small and large, and the reference's 64-wide U-Net.
-REFERENCE_MODELS = {
-    "meshnet_small": {"arch": "meshnet", "variant": "small"},
-    "meshnet_large": {"arch": "meshnet", "variant": "large"},
-    "unet_64": {"arch": "unet", "width": 64},
-}
 
 # The claims: name (of a MeshNet and a U-Net), the claimed value in words, and the threshold
 # the measured value must reach for the claim to hold.
@@ -165,60 +143,3 @@ def summarise_claims(comparison_path: str | os.PathLike, dice_path: str | os.Pat
     claims = compose_claims(pd.read_csv(comparison_path, sep="\t"), subject_scores(structures), reference)
     write_text(claims.to_csv(sep="\t", index=False, float_format="%.4g"), out_path)
     return claims
-
-
-# ---- reference-size models: size from the architecture, speed on this device -------------
-
-def crops_per_second(model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None,
-                     channels_last: bool, batch_size: int, patch: int, batches: int) -> float:
-    """Subvolumes per second of ``model``'s forward pass on random crops, after one warm-up
-    batch, through inference's fast path (channels_last_3d, autocast)."""
-    memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
-    model = model.eval().to(device, memory_format=memory_format)
-    x = torch.rand(batch_size, 1, patch, patch, patch, device=device).contiguous(memory_format=memory_format)
-    with torch.inference_mode(), runtime.autocast(device, dtype):
-        model(x)  # warm-up: kernel selection, allocator
-        _synchronize(device)
-        start = time.perf_counter()
-        for _ in range(batches):
-            model(x).argmax(1)
-        _synchronize(device)
-    return batches * batch_size / (time.perf_counter() - start)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def checkpoint_bytes(model: torch.nn.Module) -> int:
-    """Bytes of the model's state dict saved with torch.save (weights only)."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "weights.pt"
-        torch.save(model.state_dict(), path)
-        return path.stat().st_size
-
-
-def measure_reference_speed(labelset: str, out_path: str | os.PathLike, batches: int,
-                            device: str = "auto", precision: str = "auto", channels_last: bool = True,
-                            threads: int = 1, batch_size: int = 16, patch: int = 38) -> pd.DataFrame:
-    """Size and subvolumes/s of the untrained :data:`REFERENCE_MODELS`; write the table."""
-    runtime.set_threads(threads)
-    where = runtime.select_device(device)
-    dtype = runtime.autocast_dtype(where, precision)
-    n_classes = load_labelset(labelset).n_classes
-    rows = []
-    for name, spec in REFERENCE_MODELS.items():
-        torch.manual_seed(0)
-        params = {k: v for k, v in spec.items() if k != "arch"}
-        model = build_model(model_config(spec["arch"], n_classes, **params))
-        rate = crops_per_second(model, where, dtype, channels_last, batch_size, patch, batches)
-        log.info("%s: %.1f subvolumes/s on %s", name, rate, runtime.describe(where, dtype))
-        rows.append({"model": name, "arch": spec["arch"], "description": describe_model(spec),
-                     "n_classes": n_classes, "parameters": count_parameters(model),
-                     "weight_bytes": weight_bytes(model), "checkpoint_bytes": checkpoint_bytes(model),
-                     "subvolumes_per_second": rate, "batch_size": batch_size, "patch": patch,
-                     "batches": batches, "device": runtime.describe(where, dtype)})
-    table = pd.DataFrame(rows, columns=REFERENCE_COLUMNS)
-    write_table(table, out_path)
-    return table

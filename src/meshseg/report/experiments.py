@@ -12,9 +12,13 @@ import pandas as pd
 
 from meshseg.image.io import load_volume, write_table
 from meshseg.metrics import dice_per_class, dice_summary
-from meshseg.nn.inference import InferenceConfig, load_model, predict_crops, predict_whole
+from meshseg.nn.checkpoint import LoadedModel
+from meshseg.nn.inference import InferenceConfig, predict_crops
+from meshseg.nn.models import is_fully_convolutional
+from meshseg.nn.runtime import Compute
 from meshseg.nn.subvolumes import grid_locations, inference_locations
 from meshseg.nn.vote import VoteAggregator
+from meshseg.nn.whole import predict_whole
 from meshseg.report.evaluation import load_label_ids
 
 log = logging.getLogger(__name__)
@@ -28,24 +32,22 @@ def _scores(classes: np.ndarray, truth: np.ndarray, n_classes: int) -> dict[str,
     return dice_summary(dice_per_class(truth, classes, n_classes), true_voxels)
 
 
-def dice_vs_subvolumes(checkpoint_path: str | os.PathLike, image_path: str | os.PathLike,
-                       truth_path: str | os.PathLike, counts: Sequence[int], config: InferenceConfig,
-                       subject: str, model_name: str, out_path: str | os.PathLike,
-                       patch: int = 38) -> pd.DataFrame:
+def dice_vs_subvolumes(loaded: LoadedModel, image_path: str | os.PathLike, truth_path: str | os.PathLike,
+                       counts: Sequence[int], config: InferenceConfig, compute: Compute) -> pd.DataFrame:
     """Dice of the vote over the first N crops of one crop sequence, for each N in ``counts``.
 
     The sequence is the one inference uses for the largest N (the covering grid, then
-    Gaussian crops), predicted once; each N votes over its first N crops, so the rows differ
-    only in N. N below the grid size is raised to it (the grid is always used whole).
-    A MeshNet also gets one whole-volume row (n_subvolumes 0). Seconds are the prediction
-    time of the N crops (prorated from the one pass) plus their vote (``config.vote``). The
-    votes run side by side, so they hold one vote buffer each (meshseg.nn.vote: 45 MB for the
-    hard vote at 3 classes, 1.55 GB at 104).
+    Gaussian crops of the checkpoint's patch), predicted once; each N votes over its first N
+    crops, so the rows differ only in N. N below the grid size is raised to it (the grid is
+    always used whole). A fully convolutional model (MeshNet) also gets one whole-volume row
+    (n_subvolumes 0). Seconds are the prediction time of the N crops (prorated from the one
+    pass) plus their vote (``config.vote``). The votes run side by side, so they hold one vote
+    buffer each (meshseg.nn.vote: 45 MB for the hard vote at 3 classes, 1.55 GB at 104).
+    Returns the :data:`COLUMNS` but ``subject`` and ``model`` (see :func:`write_experiment`).
     """
-    model, labelset, device, dtype = load_model(checkpoint_path, config)
     image = load_volume(image_path)[0].astype(np.float32, copy=False)
-    truth = labelset.to_classes(load_label_ids(truth_path)[0], str(truth_path))
-    size, n = image.shape[0], labelset.n_classes
+    truth = loaded.labelset.to_classes(load_label_ids(truth_path)[0], str(truth_path))
+    size, n, patch = image.shape[0], loaded.labelset.n_classes, loaded.patch
     grid = len(grid_locations(size, patch))
     counts = sorted({max(int(c), grid) for c in counts})
     locations = inference_locations(counts[-1], size, patch, config.sd, np.random.default_rng(config.seed))
@@ -54,8 +56,7 @@ def dice_vs_subvolumes(checkpoint_path: str | os.PathLike, image_path: str | os.
     votes = {count: VoteAggregator(image.shape, n, rule=config.vote) for count in counts}
     voting = dict.fromkeys(counts, 0.0)  # seconds spent in each N's vote
     started, done = time.perf_counter(), 0
-    for predictions, chunk in predict_crops(model, image, locations[order], patch, config.batch_size,
-                                            device, dtype, config.channels_last,
+    for predictions, chunk in predict_crops(loaded, image, locations[order], config.batch_size, compute,
                                             probabilities=votes[counts[0]].needs_probabilities):
         position = order[done:done + len(chunk)]  # the crops' places in the sequence
         done += len(chunk)
@@ -71,14 +72,17 @@ def dice_vs_subvolumes(checkpoint_path: str | os.PathLike, image_path: str | os.
         seconds = count * per_crop + voting[count] + time.perf_counter() - started
         rows.append({"inference": "vote", "n_subvolumes": count, **_scores(classes, truth, n),
                      "seconds": seconds})
-        log.info("%s %s: %d subvolumes, foreground Dice %.4f", subject, model_name, count,
-                 rows[-1]["foreground_dice"])
-    if hasattr(model, "receptive_radius"):
+        log.info("%s: %d subvolumes, foreground Dice %.4f", image_path, count, rows[-1]["foreground_dice"])
+    if is_fully_convolutional(loaded.model):
         started = time.perf_counter()
-        classes = predict_whole(model, image, device, dtype, config.channels_last)
+        classes = predict_whole(loaded.model, image, compute)
         rows.append({"inference": "whole", "n_subvolumes": 0, **_scores(classes, truth, n),
                      "seconds": time.perf_counter() - started})
-    table = pd.DataFrame(rows).assign(subject=subject, model=model_name)[COLUMNS]
+    return pd.DataFrame(rows, columns=COLUMNS[2:])
+
+
+def write_experiment(table: pd.DataFrame, subject: str, model: str, out_path: str | os.PathLike) -> pd.DataFrame:
+    """Write :func:`dice_vs_subvolumes`'s rows of ``subject`` and ``model`` (:data:`COLUMNS`)."""
+    table = table.assign(subject=subject, model=model)[COLUMNS]
     write_table(table, out_path)
     return table
-

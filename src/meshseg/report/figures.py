@@ -23,6 +23,7 @@ from matplotlib.patches import Patch
 from meshseg.image.grid import nonzero_box
 from meshseg.image.io import ImageError, atomic_path, load_image
 from meshseg.labels import LabelSet, load_labelset
+from meshseg.nn.models import describe_model
 
 DPI = 150
 STYLE = {"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 10,
@@ -31,16 +32,6 @@ MAX_LEGEND_CLASSES = 16  # beyond this an overlay names its colours through the 
 MARKERS = "osD^v<>ph*"  # one marker per structure in the volume plot, when there are this few
 
 TableLike = pd.DataFrame | str | os.PathLike
-
-
-def describe_model(spec: Mapping) -> str:
-    """A model entry of the config in words, e.g. ``MeshNet small`` or ``U-Net width 16``."""
-    if spec["arch"] == "meshnet":
-        dropout = spec.get("dropout", 0.0)
-        return f"MeshNet {spec.get('variant', 'small')}" + (f", dropout {dropout:g}" if dropout else "")
-    if spec["arch"] == "unet":
-        return f"U-Net width {spec.get('width', 64)}"
-    raise ValueError(f"unknown architecture {spec['arch']!r}")
 
 
 def run_caption(run: Mapping) -> str:

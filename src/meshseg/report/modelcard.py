@@ -21,9 +21,8 @@ import torch
 from meshseg import __version__
 from meshseg.data.subjects import SPLITS, read_subject_sheet
 from meshseg.image.io import write_text
-from meshseg.nn.checkpoint import model_from_checkpoint, weight_bytes
-from meshseg.nn.models import count_parameters
-from meshseg.nn.models.meshnet import VARIANTS
+from meshseg.nn.checkpoint import LoadedModel
+from meshseg.nn.models import model_variant
 
 # Terms of the training data of the two built-in datasets (docs/references.md: Data; NOTICE).
 DATA_LICENCES = {
@@ -39,7 +38,7 @@ DATA_LICENCES = {
 METRICS_COLUMNS = ["subject", "model", "class", "id", "name", "dice"]
 
 
-def model_card(checkpoint_path: str | os.PathLike, model: str, metrics_paths: Sequence[str | os.PathLike],
+def model_card(loaded: LoadedModel, model: str, metrics_paths: Sequence[str | os.PathLike],
                comparison_path: str | os.PathLike, subject_sheet_path: str | os.PathLike,
                dataset: str, data_licence: str) -> dict:
     """The card of ``model`` (its name in the metrics and comparison tables) as plain data.
@@ -47,13 +46,12 @@ def model_card(checkpoint_path: str | os.PathLike, model: str, metrics_paths: Se
     Held-out Dice per class is the mean and sample sd over the subjects of the metrics
     tables; the foreground and macro Dice come from the model's comparison row.
     """
-    network, labelset, state = model_from_checkpoint(checkpoint_path)
-    spec = state["model_config"]
+    spec, labelset, state = loaded.spec, loaded.labelset, loaded.info
     sheet = read_subject_sheet(subject_sheet_path)
     splits = {s: sheet.index[sheet["split"] == s].tolist() for s in SPLITS}
     return {
-        "model": {"name": model, "arch": spec["arch"], "variant": _variant(spec), "config": spec,
-                  "parameters": count_parameters(network), "weight_bytes": weight_bytes(network),
+        "model": {"name": model, "arch": spec["arch"], "variant": model_variant(spec), "config": spec,
+                  "parameters": loaded.parameters, "weight_bytes": loaded.weight_bytes,
                   "meshseg_version": state.get("meshseg_version")},
         "labels": {"labelset": labelset.name,
                    "classes": [{"class": c.index, "id": c.id, "name": c.name} for c in labelset.classes]},
@@ -68,12 +66,12 @@ def model_card(checkpoint_path: str | os.PathLike, model: str, metrics_paths: Se
     }
 
 
-def write_model_card(checkpoint_path: str | os.PathLike, model: str,
+def write_model_card(loaded: LoadedModel, model: str,
                      metrics_paths: Sequence[str | os.PathLike], comparison_path: str | os.PathLike,
                      subject_sheet_path: str | os.PathLike, dataset: str, data_licence: str,
                      md_path: str | os.PathLike, json_path: str | os.PathLike) -> dict:
     """Write :func:`model_card` as JSON and Markdown (atomically); return it as written."""
-    card = model_card(checkpoint_path, model, metrics_paths, comparison_path, subject_sheet_path,
+    card = model_card(loaded, model, metrics_paths, comparison_path, subject_sheet_path,
                       dataset, data_licence)
     text = json.dumps(card, indent=2, allow_nan=False) + "\n"
     write_text(text, json_path)
@@ -141,16 +139,6 @@ def _evaluation(model: str, metrics_paths: Sequence[str | os.PathLike],
                                              "subvolumes_per_second")},
         "device": str(row["device"]),
     }
-
-
-def _variant(spec: dict) -> str:
-    """``small``/``large`` for a published MeshNet schedule, ``width N`` for a U-Net."""
-    if spec["arch"] == "unet":
-        return f"width {spec['width']}"
-    for name, fields in VARIANTS.items():
-        if spec["channels"] == fields["channels"] and tuple(spec["dilations"]) == fields["dilations"]:
-            return name + (f", dropout {spec['dropout']}" if spec.get("dropout") else "")
-    return f"custom ({spec['channels']} channels, dilations {list(spec['dilations'])})"
 
 
 def _float(value) -> float | None:

@@ -12,8 +12,7 @@ import pandas as pd
 
 from meshseg.image.io import write_table
 from meshseg.metrics import dice_summary, foreground_dice
-from meshseg.nn.checkpoint import model_from_checkpoint, weight_bytes
-from meshseg.nn.models import count_parameters
+from meshseg.nn.checkpoint import LoadedModel, load
 
 # Columns of a per-subject metrics table (meshseg.report.evaluation.evaluate_subject).
 STRUCTURE_COLUMNS = ["subject", "model", "class", "id", "name", "dice", "native_dice",
@@ -42,25 +41,23 @@ def subject_scores(structures: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
-def comparison_row(model: str, scores: pd.DataFrame, checkpoint: str | os.PathLike,
-                   stats: Sequence[dict]) -> dict:
+def comparison_row(model: str, scores: pd.DataFrame, loaded: LoadedModel, stats: Sequence[dict]) -> dict:
     """One model's line of the comparison table."""
-    network, _, state = model_from_checkpoint(checkpoint)
     own = scores[scores["model"] == model]
     seconds = np.array([s["seconds"] for s in stats])
     subvolumes = np.array([s["subvolumes"] for s in stats])
     return {
         "model": model,
-        "arch": state["model_config"]["arch"],
+        "arch": loaded.spec["arch"],
         "subjects": len(own),
         "foreground_dice_mean": own["foreground_dice"].mean(),
         "foreground_dice_sd": own["foreground_dice"].std(ddof=1) if len(own) > 1 else float("nan"),
         "macro_dice_mean": own["macro_dice"].mean(),
         "classes_in_truth_mean": own["classes_in_truth"].mean(),
         "native_foreground_dice_mean": own["native_foreground_dice"].mean(),
-        "parameters": count_parameters(network),
-        "weight_bytes": weight_bytes(network),
-        "checkpoint_bytes": Path(checkpoint).stat().st_size,
+        "parameters": loaded.parameters,
+        "weight_bytes": loaded.weight_bytes,
+        "checkpoint_bytes": loaded.path.stat().st_size,
         "seconds_per_subject": seconds.mean(),
         "subvolumes_per_second": subvolumes.sum() / seconds.sum(),
         "device": "; ".join(sorted({s["device"] for s in stats})),
@@ -81,7 +78,7 @@ def summarise(metric_paths: Sequence[str], checkpoint_paths: dict[str, str],
     rows = []
     for model, checkpoint in checkpoint_paths.items():
         stats = [json.loads(Path(p).read_text()) for p in stats_paths[model]]
-        rows.append(comparison_row(model, scores, checkpoint, stats))
+        rows.append(comparison_row(model, scores, load(checkpoint), stats))
     comparison = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     write_table(structures.loc[structures["true_mm3"].notna(),
                                ["subject", "model", "class", "id", "name", "dice", "native_dice"]], dice_path)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 
 from torch import nn
 
-from meshseg.nn.models.meshnet import MeshNet, MeshNetConfig
+from meshseg.nn.models.meshnet import VARIANTS, MeshNet, MeshNetConfig
 from meshseg.nn.models.unet import UNet, UNetConfig
 
 ARCHITECTURES = ("meshnet", "unet")
+NAMES = {"meshnet": "MeshNet", "unet": "U-Net"}
 
 
 def model_config(arch: str, n_classes: int, variant: str = "small", dropout: float = 0.0,
@@ -31,6 +33,42 @@ def build_model(spec: dict) -> nn.Module:
     if spec.get("arch") == "unet":
         return UNet(UNetConfig(**fields))
     raise ValueError(f"unknown architecture {spec.get('arch')!r}; choose from {list(ARCHITECTURES)}")
+
+
+def model_variant(spec: Mapping) -> str:
+    """Which network of its architecture ``spec`` is, in words: ``small``/``large`` (``, dropout
+    0.1`` when set) or ``custom (...)`` for a MeshNet, ``width N`` for a U-Net. ``spec`` is a
+    model entry of the config (``variant``) or :func:`model_config`'s output (``channels``)."""
+    if spec["arch"] == "unet":
+        return f"width {spec.get('width', 64)}"
+    if spec["arch"] != "meshnet":
+        raise ValueError(f"unknown architecture {spec['arch']!r}; choose from {list(ARCHITECTURES)}")
+    name = spec.get("variant", "small") if "channels" not in spec else next(
+        (n for n, f in VARIANTS.items()
+         if spec["channels"] == f["channels"] and tuple(spec["dilations"]) == f["dilations"]), None)
+    if name is None:
+        return f"custom ({spec['channels']} channels, dilations {list(spec['dilations'])})"
+    dropout = spec.get("dropout", 0.0)
+    return name + (f", dropout {dropout:g}" if dropout else "")
+
+
+def describe_model(spec: Mapping) -> str:
+    """A model in words, e.g. ``MeshNet small`` or ``U-Net width 16`` (see :func:`model_variant`)."""
+    variant = model_variant(spec)
+    return f"{NAMES[spec['arch']]} {variant}"
+
+
+def is_fully_convolutional(model: nn.Module) -> bool:
+    """Whether ``model``'s output is independent of how the volume is tiled: MeshNet, which
+    has no pooling and so a receptive radius; not the U-Net."""
+    return hasattr(model, "receptive_radius")
+
+
+def require_fully_convolutional(model: nn.Module, what: str = "whole-volume inference") -> int:
+    """The receptive radius of a fully convolutional ``model``; ``ValueError`` for any other."""
+    if not is_fully_convolutional(model):
+        raise ValueError(f"{what} needs a fully convolutional model (MeshNet), not {type(model).__name__}")
+    return model.receptive_radius
 
 
 def count_parameters(model: nn.Module) -> int:
