@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 
 from meshseg.image.conform import conform_file
+from meshseg.image.intensity import intensity_range
 from meshseg.image.io import ImageError, load_volume, write_table
 from meshseg.image.native import labels_to_native, native_header
 from meshseg.image.preprocess import prepare_file
@@ -55,8 +56,10 @@ def check_t1(t1_path: str | os.PathLike) -> None:
     """
     data, _ = load_volume(t1_path)  # readable, 3-D, finite
     native_header(t1_path)  # NIfTI: labels_native copies its header
-    if data.min() == data.max():
-        raise ImageError(t1_path, f"constant image (every voxel is {data.min()}): nothing to segment")
+    try:
+        intensity_range(data)
+    except ValueError as err:
+        raise ImageError(t1_path, str(err)) from None
 
 
 def segment_t1(t1_path: str | os.PathLike, loaded: LoadedModel, out_dir: str | os.PathLike,

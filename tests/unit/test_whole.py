@@ -4,7 +4,8 @@ import torch
 
 from meshseg.nn.models import build_model, model_config
 from meshseg.nn.runtime import Compute
-from meshseg.nn.whole import predict_whole, tissue_box, zero_padded_block
+from meshseg.image.grid import nonzero_box
+from meshseg.nn.whole import predict_whole, zero_padded_block
 
 CPU = Compute(torch.device("cpu"), None)
 
@@ -63,9 +64,9 @@ def test_whole_volume_refuses_a_unet():
 def test_tissue_box_and_zero_padded_block():
     image = np.zeros((10, 10, 10), np.float32)
     image[3:5, 4:6, 5:7] = 1
-    box = tissue_box(image, 2)
+    box = nonzero_box(image, 2)
     assert box == (slice(1, 7), slice(2, 8), slice(3, 9))
-    assert tissue_box(np.zeros((4, 4, 4)), 1) is None
+    assert nonzero_box(np.zeros((4, 4, 4)), 1) is None
     block = zero_padded_block(image, (slice(0, 2), slice(0, 10), slice(0, 10)), 1)
     assert block.shape == (4, 12, 12) and not block.any()
     np.testing.assert_array_equal(zero_padded_block(image, box, 0), image[box])

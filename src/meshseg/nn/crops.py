@@ -32,9 +32,9 @@ def load_volumes(image_paths: Sequence[str | os.PathLike], label_paths: Sequence
     volumes = []
     for image_path, label_path in zip(image_paths, label_paths, strict=True):
         image, image_affine = load_volume(image_path)
-        ids, label_affine = load_volume(label_path)
+        ids, label_affine = load_volume(label_path, labels=True)
         check_same_grid(label_path, ids.shape, label_affine, image_path, image.shape, image_affine)
-        classes = labelset.to_classes(np.rint(ids).astype(np.int64), source=str(label_path))
+        classes = labelset.to_classes(ids, source=str(label_path))
         volumes.append(Volume(str(image_path), image.astype(np.float32, copy=False), classes))
     log.info("loaded %d volumes", len(volumes))
     return volumes

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from meshseg.image.io import write_text
+from meshseg.image.io import write_table
 from meshseg.metrics import confusion_matrix, dice_from_confusion, foreground_dice
 from meshseg.nn import runtime
 from meshseg.nn.checkpoint import (DEFAULT_PATCH, load_checkpoint, restore_rng_state, rng_state,
@@ -158,8 +158,8 @@ def write(run: TrainingRun, compute: Compute, checkpoint_path: str | os.PathLike
           curve_path: str | os.PathLike) -> None:
     """Write the final checkpoint (with the device it trained on) and the curve (TSV)."""
     save_checkpoint({**run.snapshot(compute), "device": compute.describe()}, checkpoint_path)
-    write_text(pd.DataFrame(run.curve, columns=["step", "loss", "lr", "val_dice"]).to_csv(sep="\t", index=False),
-               curve_path)
+    write_table(pd.DataFrame(run.curve, columns=["step", "loss", "lr", "val_dice"]), curve_path,
+                float_format=None)
 
 
 def train(config: TrainConfig, model_config: dict, data: TrainingData, checkpoint_path: str | os.PathLike,

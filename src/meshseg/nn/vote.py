@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from meshseg.labels import class_dtype
+
 RULES = ("hard", "soft", "hard-lowest")
 MAX_SUBVOLUMES = np.iinfo(np.uint16).max  # the vote counters are uint16
 
@@ -73,7 +75,7 @@ class VoteAggregator:
         self.n_classes = n_classes
         self.rule = rule
         self.slab = slab
-        self._out = np.zeros(self.shape, dtype=np.uint8 if n_classes <= 256 else np.int16)
+        self._out = np.zeros(self.shape, dtype=class_dtype(n_classes))
         self._front = 0  # slices above this one are voted
         self._added = 0
         self._depth = 0  # the crops' depth p, set by the first add with the ring buffers:

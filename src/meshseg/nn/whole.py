@@ -7,20 +7,11 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from meshseg.image.grid import nonzero_box
+from meshseg.labels import class_dtype
 from meshseg.nn.fusion import fuse_for_inference
 from meshseg.nn.models import require_fully_convolutional
 from meshseg.nn.runtime import Compute
-
-
-def tissue_box(image: np.ndarray, margin: int) -> tuple[slice, ...] | None:
-    """The bounding box of the non-zero voxels grown by ``margin`` (within the volume)."""
-    box = []
-    for axis in range(image.ndim):
-        filled = np.flatnonzero(np.any(image != 0, axis=tuple(a for a in range(image.ndim) if a != axis)))
-        if filled.size == 0:
-            return None
-        box.append(slice(max(filled[0] - margin, 0), min(filled[-1] + 1 + margin, image.shape[axis])))
-    return tuple(box)
 
 
 def zero_padded_block(image: np.ndarray, box: tuple[slice, ...], margin: int) -> np.ndarray:
@@ -59,8 +50,8 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, compute: Compute, s
                 yield net.classifier(features[:, :, start:start + classify]).argmax(1)[0].cpu().numpy()
 
     empty = next(labels_of(np.zeros((2 * radius + 1,) * 3, np.float32)))[0, 0, 0]
-    out = np.full(image.shape, empty, dtype=np.uint8 if model.config.n_classes <= 256 else np.int16)
-    box = tissue_box(image, radius)
+    out = np.full(image.shape, empty, dtype=class_dtype(model.config.n_classes))
+    box = nonzero_box(image, radius)
     if box is None:
         return out
     rows, cols = (s.stop - s.start + 2 * radius for s in box[1:])

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from meshseg.image.io import write_text
+from meshseg.image.io import write_table
 from meshseg.report.tables import subject_scores
 
 CLAIMS_COLUMNS = ["block", "claim", "measured", "claimed", "verdict", "detail"]
@@ -141,5 +141,5 @@ def summarise_claims(comparison_path: str | os.PathLike, dice_path: str | os.Pat
     reference = (pd.concat([pd.read_csv(p, sep="\t") for p in reference_paths], ignore_index=True)
                  if reference_paths else None)
     claims = compose_claims(pd.read_csv(comparison_path, sep="\t"), subject_scores(structures), reference)
-    write_text(claims.to_csv(sep="\t", index=False, float_format="%.4g"), out_path)
+    write_table(claims, out_path, float_format="%.4g")
     return claims
