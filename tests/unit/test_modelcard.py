@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from meshseg.report.modelcard import DATA_LICENCES, write_model_card
+from meshseg.data.datasets import DATA_LICENCES
+from meshseg.report.modelcard import write_model_card
 from tests.conftest import tiny_checkpoint
 
 METRICS = """subject\tmodel\tclass\tid\tname\tdice\tpredicted_mm3\ttrue_mm3

@@ -15,6 +15,7 @@ import pytest
 
 from meshseg.nn.models import build_model, count_parameters, model_config
 from meshseg.report.tables import COMPARISON_COLUMNS
+from tests.configs import config_args
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -23,8 +24,7 @@ pytestmark = pytest.mark.workflow
 def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Run snakemake on the baby config in ``workdir``."""
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(ROOT / "tests/config/config.yaml"),
-               "--config", f"subjects={ROOT / 'tests/config/subjects.tsv'}", "--cores", "2", *args]
+               *config_args(workdir / "overrides.yaml"), "--cores", "2", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
 
 
