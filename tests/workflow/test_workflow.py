@@ -132,7 +132,7 @@ def test_corrupt_input_fails_naming_the_file_and_leaves_no_output(finished_run):
     target = "results/conformed/MNI152-demo-4/t1.nii.gz"
     result = run_snakemake(finished_run, target)
     assert result.returncode != 0
-    log = (finished_run / "logs/conform/MNI152-demo-4/t1.log").read_text()
+    log = (finished_run / "logs/conformed/MNI152-demo-4/t1.log").read_text()
     assert f"{t1.relative_to(finished_run)}: not a readable NIfTI/MGZ image" in log
     assert not (finished_run / target).exists()
     assert not list((finished_run / "results/conformed/MNI152-demo-4").glob(".t1*"))
