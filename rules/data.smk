@@ -4,10 +4,10 @@ rule make_demo_subject:
     Group "preprocess" (see conform_t1): on a cluster it runs in its subject's preprocessing job.
     """
     output:
-        t1="resources/data/{cohort}_volumes/{subject}/t1weighted.nii.gz",
-        labels=f"resources/data/{{cohort}}_volumes/{{subject}}/{config['demo']['label_file']}",
+        t1=path("raw_t1"),
+        labels=path("raw_labels", label_file=config["demo"]["label_file"]),
     log:
-        "logs/demo/{cohort}/{subject}.log",
+        log_path("raw_t1"),
     wildcard_constraints:
         cohort=re.escape(config["demo"]["cohort"]),
     params:
@@ -31,16 +31,16 @@ rule fetch_mindboggle:
     A rerun with the same selection downloads nothing (archives already whole are kept).
     """
     output:
-        table="resources/data/mindboggle101_subjects.tsv",
+        table=path("mindboggle_table"),
     log:
-        "logs/data/fetch_mindboggle.log",
+        log_path("mindboggle_table"),
     params:
         data_dir=lambda wildcards, output: Path(output.table).parent,
-        api_url=DATASET.get("api_url"),
-        project=DATASET.get("project"),
-        folder=DATASET.get("folder"),
-        cohorts=DATASET.get("cohorts"),
-        subjects=DATASET.get("subjects"),
+        api_url=config["mindboggle101"]["api_url"],
+        project=config["mindboggle101"]["project"],
+        folder=config["mindboggle101"]["folder"],
+        cohorts=config["mindboggle101"]["cohorts"],
+        subjects=config["mindboggle101"]["subjects"],
     resources:
         mem_mb=2000,
         runtime=180,
@@ -62,13 +62,14 @@ checkpoint split_subjects:
     into what each split lacks of its scaled size. Delete the sheet to draw the split again.
     """
     input:
-        "resources/data/mindboggle101_subjects.tsv",
+        path("mindboggle_table"),
     output:
-        update(DATASET.get("sheet", "config/mindboggle101_subjects.tsv")),
+        update(config["mindboggle101"]["sheet"]),
     log:
         "logs/data/split_subjects.log",
     params:
-        split=DATASET.get("split"),
+        split=config["mindboggle101"]["split"],
+        seed=config["mindboggle101"]["split_seed"],
     conda:
         "../envs/meshseg.yaml"
     script:
@@ -81,11 +82,11 @@ rule record_subjects:
     input:
         get_sheet_files,
     output:
-        "results/subjects.tsv",
+        path("subjects"),
     log:
-        "logs/data/record_subjects.log",
+        log_path("subjects"),
     params:
-        sheet=lambda wildcards: subject_sheet()[["subject", "cohort", "split"]].to_dict("list"),
+        sheet=lambda wildcards: subject_table()[["subject", "cohort", "split"]].to_dict("list"),
     conda:
         "../envs/meshseg.yaml"
     script:

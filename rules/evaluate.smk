@@ -6,12 +6,12 @@ rule evaluate_subject:
     """
     input:
         unpack(get_truth),
-        prediction="results/predictions/{model}/{subject}/labels.nii.gz",
-        native="results/predictions/{model}/{subject}/labels_native.nii.gz",
+        prediction=path("predicted"),
+        native=path("predicted_native"),
     output:
-        "results/metrics/{model}/{subject}.tsv",
+        path("metrics"),
     log:
-        "logs/evaluate/{model}/{subject}.log",
+        log_path("metrics"),
     params:
         labelset=DATASET["labelset"],
     resources:
@@ -32,15 +32,15 @@ rule summarise_results:
         checkpoints=get_checkpoints,
         stats=get_inference_stats,
     output:
-        dice=report("results/dice.tsv", caption="../report/dice.rst", category="Tables"),
-        volumes=report("results/volumes.tsv", caption="../report/volumes.rst", category="Tables"),
+        dice=report(path("dice"), caption="../report/dice.rst", category="Tables"),
+        volumes=report(path("volumes"), caption="../report/volumes.rst", category="Tables"),
         comparison=report(
-            "results/comparison.tsv", caption="../report/comparison.rst", category="Tables"
+            path("comparison"), caption="../report/comparison.rst", category="Tables"
         ),
     log:
-        "logs/summarise.log",
+        log_path("dice"),
     params:
-        models=list(MODELS),
+        models=MODELS,
     resources:
         mem_mb=1000,
         runtime=10,
@@ -54,15 +54,15 @@ rule write_model_card:
     """Model card (Markdown + JSON) beside a checkpoint trained here: architecture, label set,
     training data and split, training config, held-out Dice, software, data licence."""
     input:
-        checkpoint="results/models/{model}/checkpoint.pt",
-        dice="results/dice.tsv",
-        comparison="results/comparison.tsv",
-        subjects="results/subjects.tsv",
+        checkpoint=path("checkpoint"),
+        dice=path("dice"),
+        comparison=path("comparison"),
+        subjects=path("subjects"),
     output:
-        md="results/models/{model}/model_card.md",
-        json="results/models/{model}/model_card.json",
+        md=path("model_card", ext="md"),
+        json=path("model_card", ext="json"),
     log:
-        "logs/model_card/{model}.log",
+        log_path("model_card"),
     params:
         dataset=config["dataset"],
         licence=get_data_licence(),

@@ -6,12 +6,12 @@ rule dice_vs_subvolumes:
     """
     input:
         checkpoint=get_checkpoint,
-        image="results/prepared/{subject}/t1.nii.gz",
-        truth="results/prepared/{subject}/labels.nii.gz",
+        image=path("prepared_t1"),
+        truth=path("prepared_labels"),
     output:
-        "results/experiments/{model}/{subject}.tsv",
+        path("experiment_run"),
     log:
-        "logs/experiments/{model}/{subject}.log",
+        log_path("experiment_run"),
     params:
         counts=config["experiment"]["subvolume_counts"],
         inference=get_inference_config,
@@ -33,9 +33,9 @@ rule summarise_experiments:
     input:
         get_experiment_runs,
     output:
-        "results/experiments/dice_vs_subvolumes.tsv",
+        path("experiments"),
     log:
-        "logs/experiments/summarise.log",
+        log_path("experiments"),
     resources:
         mem_mb=500,
         runtime=5,

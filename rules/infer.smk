@@ -8,13 +8,13 @@ rule segment_subject:
     """
     input:
         checkpoint=get_checkpoint,
-        image="results/prepared/{subject}/t1.nii.gz",
+        image=path("prepared_t1"),
     output:
-        labels="results/predictions/{model}/{subject}/labels.nii.gz",
-        lut="results/predictions/{model}/{subject}/labels_lut.txt",
-        stats="results/predictions/{model}/{subject}/inference.json",
+        labels=path("predicted"),
+        lut=path("predicted_lut"),
+        stats=path("inference_stats"),
     log:
-        "logs/segment/{model}/{subject}.log",
+        log_path("predicted"),
     params:
         inference=get_inference_config,
         labelset=DATASET["labelset"],
@@ -37,12 +37,12 @@ rule native_labels:
     Group "segment": on a cluster it runs in the SLURM job that segmented the subject.
     """
     input:
-        labels="results/predictions/{model}/{subject}/labels.nii.gz",
+        labels=path("predicted"),
         reference=get_raw_t1,
     output:
-        "results/predictions/{model}/{subject}/labels_native.nii.gz",
+        path("predicted_native"),
     log:
-        "logs/native/{model}/{subject}.log",
+        log_path("predicted_native"),
     resources:
         mem_mb=2000,
         runtime=10,

@@ -8,9 +8,9 @@ rule conform_t1:
     input:
         get_raw_t1,
     output:
-        "results/conformed/{subject}/t1.nii.gz",
+        path("conformed_t1"),
     log:
-        "logs/conform/{subject}/t1.log",
+        log_path("conformed_t1"),
     params:
         labels=False,
         backend=config["conform"]["backend"],
@@ -29,9 +29,9 @@ use rule conform_t1 as conform_labels with:
     input:
         get_raw_labels,
     output:
-        "results/conformed/{subject}/labels.nii.gz",
+        path("conformed_labels"),
     log:
-        "logs/conform/{subject}/labels.log",
+        log_path("conformed_labels"),
     params:
         labels=True,
         backend=config["conform"]["backend"],
@@ -40,11 +40,11 @@ use rule conform_t1 as conform_labels with:
 rule prepare_t1:
     """Zero-pad to volume_size^3 (centred) and min-max normalise to [0, 1]. Group: see conform_t1."""
     input:
-        "results/conformed/{subject}/t1.nii.gz",
+        path("conformed_t1"),
     output:
-        "results/prepared/{subject}/t1.nii.gz",
+        path("prepared_t1"),
     log:
-        "logs/prepare/{subject}/t1.log",
+        log_path("prepared_t1"),
     params:
         labels=False,
         size=config["volume_size"],
@@ -61,11 +61,11 @@ rule prepare_t1:
 
 use rule prepare_t1 as prepare_labels with:
     input:
-        "results/conformed/{subject}/labels.nii.gz",
+        path("conformed_labels"),
     output:
-        "results/prepared/{subject}/labels.nii.gz",
+        path("prepared_labels"),
     log:
-        "logs/prepare/{subject}/labels.log",
+        log_path("prepared_labels"),
     params:
         labels=True,
         size=config["volume_size"],

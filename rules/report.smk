@@ -1,15 +1,15 @@
 rule plot_dice:
     """Box plot of Dice per class and model over the test subjects."""
     input:
-        "results/dice.tsv",
+        path("dice"),
     output:
         report(
-            "results/figures/dice_per_class.png",
+            path("figure", name="dice_per_class"),
             caption="../report/dice_per_class.rst",
             category="Accuracy",
         ),
     log:
-        "logs/report/dice_per_class.log",
+        log_path("figure", name="dice_per_class"),
     params:
         run=get_run_summary,
     resources:
@@ -24,15 +24,15 @@ rule plot_dice:
 rule plot_volumes:
     """Predicted against true structure volumes, one colour per model."""
     input:
-        "results/volumes.tsv",
+        path("volumes"),
     output:
         report(
-            "results/figures/volume_agreement.png",
+            path("figure", name="volume_agreement"),
             caption="../report/volume_agreement.rst",
             category="Accuracy",
         ),
     log:
-        "logs/report/volume_agreement.log",
+        log_path("figure", name="volume_agreement"),
     params:
         run=get_run_summary,
     resources:
@@ -50,12 +50,12 @@ rule plot_dice_vs_subvolumes:
         get_experiment_tables,
     output:
         report(
-            "results/figures/dice_vs_subvolumes.png",
+            path("figure", name="dice_vs_subvolumes"),
             caption="../report/dice_vs_subvolumes.rst",
             category="Accuracy",
         ),
     log:
-        "logs/report/dice_vs_subvolumes.log",
+        log_path("figure", name="dice_vs_subvolumes"),
     params:
         run=get_run_summary,
     resources:
@@ -73,14 +73,14 @@ rule plot_training_curves:
         get_training_curves,
     output:
         report(
-            "results/figures/training_curves.png",
+            path("figure", name="training_curves"),
             caption="../report/training_curves.rst",
             category="Training",
         ),
     log:
-        "logs/report/training_curves.log",
+        log_path("figure", name="training_curves"),
     params:
-        models=list(MODELS),
+        models=MODELS,
         run=get_run_summary,
     resources:
         mem_mb=1000,
@@ -94,20 +94,20 @@ rule plot_training_curves:
 rule plot_overlay:
     """Mid-brain slices of one test subject: the truth and every model's labels on the T1."""
     input:
-        t1="results/prepared/{subject}/t1.nii.gz",
-        truth="results/prepared/{subject}/labels.nii.gz",
+        t1=path("prepared_t1"),
+        truth=path("prepared_labels"),
         predictions=get_subject_predictions,
     output:
         report(
-            "results/figures/overlay_{subject}.png",
+            path("figure", name="overlay_{subject}"),
             caption="../report/overlay.rst",
             category="Segmentations",
             labels={"subject": "{subject}"},
         ),
     log:
-        "logs/report/overlay_{subject}.log",
+        log_path("figure", name="overlay_{subject}"),
     params:
-        models=list(MODELS),
+        models=MODELS,
         labelset=DATASET["labelset"],
         run=get_run_summary,
     resources:
@@ -127,12 +127,12 @@ rule measure_reference_speed:
     """
     output:
         report(
-            "results/reference_speed.tsv",
+            path("reference_speed"),
             caption="../report/reference_speed.rst",
             category="Tables",
         ),
     log:
-        "logs/report/reference_speed.log",
+        log_path("reference_speed"),
     params:
         labelset=DATASET["labelset"],
         batches=config["report"]["speed_batches"],
@@ -152,14 +152,14 @@ rule measure_reference_speed:
 rule summarise_claims:
     """The seed's claims (size, speed, Dice) against this run and the reference-size models."""
     input:
-        comparison="results/comparison.tsv",
-        dice="results/dice.tsv",
-        volumes="results/volumes.tsv",
+        comparison=path("comparison"),
+        dice=path("dice"),
+        volumes=path("volumes"),
         reference=get_reference_speed,
     output:
-        report("results/claims.tsv", caption="../report/claims.rst", category="Tables"),
+        report(path("claims"), caption="../report/claims.rst", category="Tables"),
     log:
-        "logs/report/claims.log",
+        log_path("claims"),
     resources:
         mem_mb=1000,
         runtime=10,

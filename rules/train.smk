@@ -9,10 +9,10 @@ if not PRETRAINED:  # pretrained models (config "pretrained") are used as they a
         input:
             unpack(get_training_inputs),
         output:
-            checkpoint="results/models/{model}/checkpoint.pt",
-            curve="results/models/{model}/training_curve.tsv",
+            checkpoint=path("checkpoint"),
+            curve=path("training_curve"),
         log:
-            "logs/train/{model}.log",
+            log_path("checkpoint"),
         params:
             train=get_train_config,
             model=get_model_params,

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.configs import config_args
+
 ROOT = Path(__file__).resolve().parents[2]
 SLURM_CONF = os.environ.get("SLURM_CONF") or str(Path(os.environ.get("MESHSEG_SLURM_DIR", "/tmp/meshseg-slurm"))
                                                  / "slurm.conf")
@@ -57,8 +59,7 @@ def run_on_slurm(workdir: Path) -> str:
     """snakemake all on the baby config through the SLURM profiles; its output (checked)."""
     command = ["timeout", "-k", "30", str(RUN_LIMIT_S),
                sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(ROOT / "tests/config/config.yaml"),
-               "--config", f"subjects={ROOT / 'tests/config/subjects.tsv'}",
+               *config_args(workdir / "overrides.yaml"),
                "--profile", str(ROOT / "profiles/slurm"), "--profile", str(ROOT / "tests/slurm/profile"),
                "--", "all"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=ENV)

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
+from meshseg.data.datasets import DATA_LICENCES
 from meshseg.nn.checkpoint import load
-from meshseg.report.modelcard import DATA_LICENCES, write_model_card
+from meshseg.report.modelcard import write_model_card
 from tests.conftest import tiny_checkpoint
 
 METRICS = """subject\tmodel\tclass\tid\tname\tdice\tpredicted_mm3\ttrue_mm3

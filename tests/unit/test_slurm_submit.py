@@ -16,6 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.configs import config_args
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SBATCH = f"""#!{sys.executable}
@@ -55,13 +57,10 @@ def sbatch_calls(tmp_path: Path, target: str, inputs: list[str], gpu: bool) -> l
     for path in inputs:
         (workdir / path).parent.mkdir(parents=True, exist_ok=True)
         (workdir / path).touch()
-    config = (ROOT / "config/config.yaml").read_text()
-    assert "\n  gpu: false\n" in config
-    (tmp_path / "config.yaml").write_text(config.replace("\n  gpu: false\n", f"\n  gpu: {str(gpu).lower()}\n"))
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SBATCH_RECORD": str(record)}
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(tmp_path / "config.yaml"), "--profile", str(users_profile(tmp_path)),
-               "--config", f"subjects={ROOT / 'config/subjects.tsv'}",
+               *config_args(tmp_path / "config.yaml", {"compute": {"gpu": gpu}}, baby=False),
+               "--profile", str(users_profile(tmp_path)),
                "--slurm-init-seconds-before-status-checks", "1",  # end soon after the failed submission
                "--", target]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)

@@ -11,35 +11,28 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.configs import config_args
 
 ROOT = Path(__file__).resolve().parents[2]
-BABY_CONFIG = ROOT / "tests/config/config.yaml"
 pytestmark = pytest.mark.workflow
 
 
-def dry_run(tmp_path: Path, config: dict) -> tuple[int, str]:
-    """``snakemake -n`` with ``config`` in a fresh working directory; (exit status, output)."""
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+def dry_run(tmp_path: Path, **changes) -> tuple[int, str]:
+    """``snakemake -n`` on the baby config with ``changes`` (dotted key -> value) in a fresh
+    working directory; (exit status, output)."""
+    overrides = {}
+    for dotted, value in changes.items():
+        *parents, key = dotted.split(".")
+        block = overrides
+        for parent in parents:
+            block = block.setdefault(parent, {})
+        block[key] = value
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-               "--directory", str(tmp_path / "run"), "--configfile", str(config_path),
+               "--directory", str(tmp_path / "run"), *config_args(tmp_path / "config.yaml", overrides),
                "--cores", "1", "-n"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     return result.returncode, result.stdout + result.stderr
-
-
-def baby_config(**changes) -> dict:
-    """The baby test config with ``changes`` (dotted key -> value) applied."""
-    config = yaml.safe_load(BABY_CONFIG.read_text())
-    config["subjects"] = str(ROOT / "tests/config/subjects.tsv")
-    for dotted, value in changes.items():
-        *parents, key = dotted.split(".")
-        block = config
-        for parent in parents:
-            block = block[parent]
-        block[key] = value
-    return config
 
 
 def assert_no_job_ran(output: str, workdir: Path) -> None:
@@ -55,7 +48,7 @@ def assert_no_job_ran(output: str, workdir: Path) -> None:
 ], ids=["wrong-type", "below-minimum", "above-maximum", "not-an-allowed-value"])
 def test_config_value_of_wrong_type_or_out_of_range_stops_before_any_job_naming_the_key(
         tmp_path, key, value, problem):
-    status, output = dry_run(tmp_path, baby_config(**{key: value}))
+    status, output = dry_run(tmp_path, **{key: value})
     assert status != 0
     assert "Error validating config file" in output and problem in output, output[-3000:]
     instance = "".join(f"[{part!r}]" for part in key.split("."))
@@ -74,7 +67,21 @@ def test_missing_empty_or_duplicated_subject_sheet_stops_before_any_job_naming_t
     sheet = tmp_path / "my_subjects.tsv"
     if text is not None:
         sheet.write_text(text)
-    status, output = dry_run(tmp_path, baby_config(subjects=str(sheet)))
+    status, output = dry_run(tmp_path, **{"demo.sheet": str(sheet)})
     assert status != 0
     assert f"{sheet}: {problem}" in output, output[-3000:]
+    assert_no_job_ran(output, tmp_path / "run")
+
+
+@pytest.mark.parametrize("model,key,value,problem", [
+    ("meshnet", "width", 16, "'width' is not one of ['arch', 'variant', 'dropout', 'steps', 'inference']"),
+    ("unet", "variant", "large", "'variant' is not one of ['arch', 'width', 'steps', 'inference']"),
+    ("unet", "inference", "whole", "'vote' was expected"),
+], ids=["width-on-meshnet", "variant-on-unet", "whole-volume-unet"])
+def test_a_key_of_the_other_architecture_or_whole_volume_unet_stops_before_any_job(
+        tmp_path, model, key, value, problem):
+    status, output = dry_run(tmp_path, **{f"models.{model}.{key}": value})
+    assert status != 0
+    assert "Error validating config file" in output and problem in output, output[-3000:]
+    assert f"On instance['models'][{model!r}]" in output, output[-3000:]
     assert_no_job_ran(output, tmp_path / "run")

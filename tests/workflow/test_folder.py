@@ -16,20 +16,23 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from meshseg.data.demo import make_demo_subject
 from meshseg.labels import load_labelset
 from meshseg.nn.checkpoint import save_checkpoint
 from meshseg.nn.models import build_model, model_config
+from tests.configs import config_args
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
 
 
 def snakemake(workdir: Path, *args: str) -> str:
+    overrides = {"dataset": "folder", "pretrained": {"meshnet": str(workdir / "meshnet.pt")},
+                 "folder": {"t1": str(workdir / "scans/{subject}/T1w.nii.gz"),
+                            "labels": str(workdir / "scans/{subject}/labels.nii.gz"), "labelset": "demo_gwm"}}
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
+               *config_args(workdir / "config.yaml", overrides), "--cores", "2", *args]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     return result.stdout + result.stderr
@@ -46,12 +49,6 @@ def folder_run(tmp_path_factory):
     spec = model_config("meshnet", 3)
     save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
                      "labelset": load_labelset("demo_gwm").to_dict(), "step": 1}, workdir / "meshnet.pt")
-    config = yaml.safe_load((ROOT / "tests/config/config.yaml").read_text())
-    config["dataset"] = "folder"
-    config["folder"].update(t1=str(workdir / "scans/{subject}/T1w.nii.gz"),
-                            labels=str(workdir / "scans/{subject}/labels.nii.gz"), labelset="demo_gwm")
-    config["pretrained"] = {"meshnet": str(workdir / "meshnet.pt")}
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     output = snakemake(workdir, "segment")
     return workdir, output
 

@@ -16,9 +16,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from meshseg.data.demo import make_demo_subject
+from tests.configs import config_args
 from tests.osf_server import archive_of, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,22 +51,18 @@ def osf(tmp_path_factory):
     server.server_close()
 
 
-def write_config(osf, tmp_path: Path, **mindboggle) -> Path:
-    """The tiny test config for dataset mindboggle101 from the local OSF server, with the
-    sheet in ``tmp_path`` and the given ``mindboggle101`` keys; returns the config file."""
-    config = yaml.safe_load((ROOT / "tests/config/config.yaml").read_text())
-    config["dataset"] = "mindboggle101"
-    config["mindboggle101"].update(api_url=osf.api_url, sheet=str(tmp_path / "sheet.tsv"), **mindboggle)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+def write_config(osf, tmp_path: Path, **mindboggle) -> list[str]:
+    """The baby config for dataset mindboggle101 from the local OSF server, with the sheet in
+    ``tmp_path`` and the given ``mindboggle101`` keys; returns its ``--configfile`` arguments."""
+    settings = {"api_url": osf.api_url, "sheet": str(tmp_path / "sheet.tsv"), **mindboggle}
+    return config_args(tmp_path / "config.yaml", {"dataset": "mindboggle101", "mindboggle101": settings})
 
 
-def snakemake(config: Path, workdir: Path, *args: str) -> str:
+def snakemake(config: list[str], workdir: Path, *args: str) -> str:
     """Run the workflow in ``workdir`` with ``config`` on 2 cores (``args``: targets and flags),
     check that it succeeded, and return its output."""
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(config), "--cores", "2", *args]
+               *config, "--cores", "2", *args]
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
@@ -80,7 +76,7 @@ def read_splits(sheet: Path) -> dict[str, str]:
 
 def test_mindboggle_from_osf_end_to_end(osf, tmp_path):
     config = write_config(osf, tmp_path, cohorts=["MMRR-21"], subjects=["NKI-TRT-20-1"],
-                          split={"train": 1, "validation": 1, "test": 1, "seed": 0})
+                          split={"train": 1, "validation": 1, "test": 1})
     workdir = tmp_path / "run"
     snakemake(config, workdir, "all")
 
@@ -105,7 +101,7 @@ def test_sheet_follows_the_selection_and_keeps_hand_edits(osf, tmp_path):
     """Issue #14: widening the selection puts the new subject in the sheet and in
     results/dice.tsv, narrowing it drops one; a hand-edited split survives a rerun with the
     same selection, and its subjects keep their splits when the selection changes."""
-    split = {"train": 1, "validation": 1, "test": 2, "seed": 0}  # sizes 1/1/1 for 3 subjects, 1/1/2 for 4
+    split = {"train": 1, "validation": 1, "test": 2}  # sizes 1/1/1 for 3 subjects, 1/1/2 for 4
     workdir, sheet_path = tmp_path / "run", tmp_path / "sheet.tsv"
     narrow = write_config(osf, tmp_path, cohorts=["MMRR-21"], subjects=["NKI-TRT-20-1"], split=split)
     snakemake(narrow, workdir, str(sheet_path))

@@ -15,6 +15,7 @@ import pytest
 
 from meshseg.nn.models import build_model, count_parameters, model_config
 from meshseg.report.tables import COMPARISON_COLUMNS
+from tests.configs import config_args
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -23,8 +24,7 @@ pytestmark = pytest.mark.workflow
 def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Run snakemake on the baby config in ``workdir``."""
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               "--configfile", str(ROOT / "tests/config/config.yaml"),
-               "--config", f"subjects={ROOT / 'tests/config/subjects.tsv'}", "--cores", "2", *args]
+               *config_args(workdir / "overrides.yaml"), "--cores", "2", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
 
 
@@ -132,7 +132,7 @@ def test_corrupt_input_fails_naming_the_file_and_leaves_no_output(finished_run):
     target = "results/conformed/MNI152-demo-4/t1.nii.gz"
     result = run_snakemake(finished_run, target)
     assert result.returncode != 0
-    log = (finished_run / "logs/conform/MNI152-demo-4/t1.log").read_text()
+    log = (finished_run / "logs/conformed/MNI152-demo-4/t1.log").read_text()
     assert f"{t1.relative_to(finished_run)}: not a readable NIfTI/MGZ image" in log
     assert not (finished_run / target).exists()
     assert not list((finished_run / "results/conformed/MNI152-demo-4").glob(".t1*"))

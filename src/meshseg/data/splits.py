@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from meshseg.data.subjects import SPLITS, read_subject_sheet
-from meshseg.image.io import write_text
+from meshseg.image.io import write_table
 
 log = logging.getLogger(__name__)
 
@@ -80,4 +80,4 @@ def split_table_file(table_path: str | os.PathLike, counts: dict[str, int], seed
     chosen, known = set(subjects["subject"]), set(previous)
     log.info("%s: %d subjects keep their split, %d new ones dealt, %d no longer chosen dropped",
              sheet_path, len(chosen & known), len(chosen - known), len(known - chosen))
-    write_text(sheet.to_csv(sep="\t", index=False), sheet_path)
+    write_table(sheet, sheet_path)

@@ -6,7 +6,7 @@ import os
 
 import pandas as pd
 
-from meshseg.image.io import write_text
+from meshseg.image.io import write_table
 
 SPLITS = ("train", "validation", "test")
 COLUMNS = ("subject", "cohort", "split")
@@ -42,4 +42,4 @@ def read_subject_sheet(path: str | os.PathLike, require_train: bool = True) -> p
 
 def write_subject_sheet(columns: dict[str, list], path: str | os.PathLike) -> None:
     """Write a subject sheet given as columns (subject, cohort, split)."""
-    write_text(pd.DataFrame(columns, columns=list(COLUMNS)).to_csv(sep="\t", index=False), path)
+    write_table(pd.DataFrame(columns, columns=list(COLUMNS)), path)

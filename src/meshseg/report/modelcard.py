@@ -24,17 +24,6 @@ from meshseg.image.io import write_text
 from meshseg.nn.checkpoint import LoadedModel
 from meshseg.nn.models import model_variant
 
-# Terms of the training data of the two built-in datasets (docs/references.md: Data; NOTICE).
-DATA_LICENCES = {
-    "demo": "Synthetic subjects derived from the MNI ICBM152 2009 nonlinear symmetric template "
-            "(release a), Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, "
-            "Montreal Neurological Institute, McGill University; use, copying, modification and "
-            "distribution permitted with that copyright notice (see NOTICE in the meshseg "
-            "repository for the full terms). Not real anatomy: for testing the workflow only.",
-    "mindboggle101": "Mindboggle-101 (Klein & Tourville 2012; OSF project 9ahyp): Creative Commons "
-                     "Attribution-NonCommercial-ShareAlike 3.0 (CC BY-NC-SA 3.0) per its release "
-                     "notes; the terms of the source cohorts (OASIS, NKI, MMRR) also apply.",
-}
 METRICS_COLUMNS = ["subject", "model", "class", "id", "name", "dice"]
 
 

@@ -1,0 +1,27 @@
+"""Workflow configs of the tests, as ``--configfile`` arguments for a run in any directory.
+
+The shipped config/config.yaml, the baby overrides of tests/config/config.yaml over it (unless
+``baby`` is false), then a file of the test's own ``overrides``. Snakemake merges them in that
+order, key by key. The last file also gives the demo sheet as an absolute path, since relative
+paths are read from the run's directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from snakemake.utils import update_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "config/config.yaml"
+BABY = ROOT / "tests/config/config.yaml"
+
+
+def config_args(path: Path, overrides: dict | None = None, baby: bool = True) -> list[str]:
+    """Write ``overrides`` (nested, like the config) to ``path``; the ``--configfile`` arguments."""
+    sheet = ROOT / ("tests/config/subjects.tsv" if baby else "config/subjects.tsv")
+    last = {"demo": {"sheet": str(sheet)}}
+    update_config(last, overrides or {})
+    path.write_text(yaml.safe_dump(last))
+    return ["--configfile", str(SHIPPED), *([str(BABY)] if baby else []), str(path)]
