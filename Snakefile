@@ -41,9 +41,9 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         get_final_outputs,
-    default_target: True
 
 
 rule segment:

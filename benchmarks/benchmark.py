@@ -63,7 +63,12 @@ def meshnet(args) -> LoadedModel:
 
 def fast() -> Compute:
     """meshseg's path on the CPU: channels_last_3d, bf16 autocast where the CPU has it."""
-    return Compute(CPU, runtime.autocast_dtype(CPU, "auto"), channels_last=True, threads=torch.get_num_threads())
+    return Compute(
+        CPU,
+        runtime.autocast_dtype(CPU, "auto"),
+        channels_last=True,
+        threads=torch.get_num_threads(),
+    )
 
 
 def naive_vote(model, image, locations, n_classes, patch) -> np.ndarray:
@@ -71,14 +76,17 @@ def naive_vote(model, image, locations, n_classes, patch) -> np.ndarray:
     counts = np.zeros((n_classes, *image.shape), np.uint8)
     with torch.inference_mode():
         for a, b, c in locations:
-            x = torch.from_numpy(np.ascontiguousarray(image[a:a + patch, b:b + patch, c:c + patch]))
+            x = torch.from_numpy(
+                np.ascontiguousarray(image[a : a + patch, b : b + patch, c : c + patch])
+            )
             labels = model(x[None, None]).argmax(1)[0].numpy()
             for k in range(n_classes):
-                counts[k, a:a + patch, b:b + patch, c:c + patch] += labels == k
+                counts[k, a : a + patch, b : b + patch, c : c + patch] += labels == k
     return counts.argmax(0).astype(np.uint8)
 
 
 # ---- cases: each returns a dict of measurements; labels go to args.labels_out -------------
+
 
 def case_whole(args, naive: bool) -> dict:
     image = load_volume(args.image)[0].astype(np.float32)
@@ -132,19 +140,23 @@ def case_crops(args, naive: bool) -> dict:
 def case_vote_memory(args, naive: bool, n_classes: int) -> dict:
     image = np.zeros((256,) * 3, np.float32)  # the volume itself: 64 MB
     locations = inference_locations(512, 256, PATCH, 64, np.random.default_rng(0))
-    labels = np.random.default_rng(0).integers(0, n_classes, (512, PATCH, PATCH, PATCH), dtype=np.uint8)
+    labels = np.random.default_rng(0).integers(
+        0, n_classes, (512, PATCH, PATCH, PATCH), dtype=np.uint8
+    )
     before = peak_mb()
     if naive:
         counts = np.zeros((n_classes, *image.shape), np.uint8)
         for crop, (a, b, c) in zip(labels, locations):
             for k in range(n_classes):
-                counts[k, a:a + PATCH, b:b + PATCH, c:c + PATCH] += crop == k
+                counts[k, a : a + PATCH, b : b + PATCH, c : c + PATCH] += crop == k
         counts.argmax(0)
-    else:  # the default vote, fed as inference feeds it: probabilities, 16 crops at a time, in order
+    else:  # the default vote, fed as inference feeds it: probabilities, 16 crops at a time
         votes = VoteAggregator(image.shape, n_classes, rule="hard")
         rng = np.random.default_rng(0)
         for batch in np.array_split(np.argsort(locations[:, 0], kind="stable"), 32):
-            probabilities = rng.random((len(batch), n_classes, PATCH, PATCH, PATCH), dtype=np.float32)
+            probabilities = rng.random(
+                (len(batch), n_classes, PATCH, PATCH, PATCH), dtype=np.float32
+            )
             votes.add(probabilities, locations[batch])
         votes.result()
     return {"above_volume_mb": peak_mb() - before}
@@ -191,25 +203,40 @@ def case_training(args, naive: bool) -> dict:
 
 
 CASES = {
-    "whole-naive": lambda a: case_whole(a, True), "whole-fast": lambda a: case_whole(a, False),
-    "whole104-fast": case_whole104, "whole-uncropped-fast": case_whole_uncropped,
-    "crops-naive": lambda a: case_crops(a, True), "crops-fast": lambda a: case_crops(a, False),
-    "vote3-naive": lambda a: case_vote_memory(a, True, 3), "vote3-fast": lambda a: case_vote_memory(a, False, 3),
+    "whole-naive": lambda a: case_whole(a, True),
+    "whole-fast": lambda a: case_whole(a, False),
+    "whole104-fast": case_whole104,
+    "whole-uncropped-fast": case_whole_uncropped,
+    "crops-naive": lambda a: case_crops(a, True),
+    "crops-fast": lambda a: case_crops(a, False),
+    "vote3-naive": lambda a: case_vote_memory(a, True, 3),
+    "vote3-fast": lambda a: case_vote_memory(a, False, 3),
     "vote104-naive": lambda a: case_vote_memory(a, True, 104),
     "vote104-fast": lambda a: case_vote_memory(a, False, 104),
     "meshnet-naive": lambda a: case_throughput(a, "meshnet", True),
     "meshnet-fast": lambda a: case_throughput(a, "meshnet", False),
     "unet-naive": lambda a: case_throughput(a, "unet", True),
     "unet-fast": lambda a: case_throughput(a, "unet", False),
-    "train-naive": lambda a: case_training(a, True), "train-fast": lambda a: case_training(a, False),
+    "train-naive": lambda a: case_training(a, True),
+    "train-fast": lambda a: case_training(a, False),
 }
 
 
 def run_case(name: str, args, folder: Path) -> dict:
     """Run one case in a fresh process; return its measurements (labels path included)."""
     labels = folder / f"{name}.npy"
-    command = [sys.executable, __file__, "--case", name, "--image", str(args.image), "--labels-out", str(labels),
-               "--unet-width", str(args.unet_width)]
+    command = [
+        sys.executable,
+        __file__,
+        "--case",
+        name,
+        "--image",
+        str(args.image),
+        "--labels-out",
+        str(labels),
+        "--unet-width",
+        str(args.unet_width),
+    ]
     if args.checkpoint:
         command += ["--checkpoint", str(args.checkpoint)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -228,7 +255,9 @@ def agreement(a: dict, b: dict) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--image", type=Path)
     parser.add_argument("--unet-width", type=int, default=16)
@@ -248,31 +277,61 @@ def main() -> None:
     dtype = fast().dtype
     rows = [
         ("whole-volume MeshNet small, s", r["whole-naive"]["seconds"], r["whole-fast"]["seconds"]),
-        ("  without the tissue crop (full 256^3 box), s", r["whole-naive"]["seconds"],
-         r["whole-uncropped-fast"]["seconds"]),
+        (
+            "  without the tissue crop (full 256^3 box), s",
+            r["whole-naive"]["seconds"],
+            r["whole-uncropped-fast"]["seconds"],
+        ),
         ("  peak memory, MB", r["whole-naive"]["peak_mb"], r["whole-fast"]["peak_mb"]),
         ("  peak memory at 104 classes, MB", float("nan"), r["whole104-fast"]["peak_mb"]),
-        ("512-subvolume inference with vote, s", r["crops-naive"]["seconds"], r["crops-fast"]["seconds"]),
-        ("MeshNet small subvolumes/s", r["meshnet-naive"]["per_second"], r["meshnet-fast"]["per_second"]),
-        (f"U-Net width {args.unet_width} subvolumes/s", r["unet-naive"]["per_second"], r["unet-fast"]["per_second"]),
-        ("training steps/s (MeshNet small, batch 16)", r["train-naive"]["steps_per_second"],
-         r["train-fast"]["steps_per_second"]),
-        ("vote memory above the volume, 3 classes, MB", r["vote3-naive"]["above_volume_mb"],
-         r["vote3-fast"]["above_volume_mb"]),
-        ("vote memory above the volume, 104 classes, MB", r["vote104-naive"]["above_volume_mb"],
-         r["vote104-fast"]["above_volume_mb"]),
+        (
+            "512-subvolume inference with vote, s",
+            r["crops-naive"]["seconds"],
+            r["crops-fast"]["seconds"],
+        ),
+        (
+            "MeshNet small subvolumes/s",
+            r["meshnet-naive"]["per_second"],
+            r["meshnet-fast"]["per_second"],
+        ),
+        (
+            f"U-Net width {args.unet_width} subvolumes/s",
+            r["unet-naive"]["per_second"],
+            r["unet-fast"]["per_second"],
+        ),
+        (
+            "training steps/s (MeshNet small, batch 16)",
+            r["train-naive"]["steps_per_second"],
+            r["train-fast"]["steps_per_second"],
+        ),
+        (
+            "vote memory above the volume, 3 classes, MB",
+            r["vote3-naive"]["above_volume_mb"],
+            r["vote3-fast"]["above_volume_mb"],
+        ),
+        (
+            "vote memory above the volume, 104 classes, MB",
+            r["vote104-naive"]["above_volume_mb"],
+            r["vote104-fast"]["above_volume_mb"],
+        ),
     ]
-    print(f"device: {fast().describe()}; meshseg path: Conv+BatchNorm+ReLU fused, "
-          f"channels_last_3d, {'bf16' if dtype else 'fp32'} autocast, batch 16, slab vote, "
-          f"whole volume cropped to the tissue box; weights: "
-          f"{args.checkpoint or 'random'}\n")
+    print(
+        f"device: {fast().describe()}; meshseg path: Conv+BatchNorm+ReLU fused, "
+        f"channels_last_3d, {'bf16' if dtype else 'fp32'} autocast, batch 16, slab vote, "
+        f"whole volume cropped to the tissue box; weights: "
+        f"{args.checkpoint or 'random'}\n"
+    )
     print(f"| {'measure':<48} | {'naive':>10} | {'meshseg':>10} | {'ratio':>7} |")
     print(f"|{'-' * 50}|{'-' * 12}|{'-' * 12}|{'-' * 9}|")
     for name, naive, ours in rows:
-        gain = ours / naive if name.endswith("/s") or "/s " in name else naive / max(ours, 1e-9)  # rates vs costs
+        gain = (
+            ours / naive if name.endswith("/s") or "/s " in name else naive / max(ours, 1e-9)
+        )  # rates vs costs
         print(f"| {name:<48} | {naive:>10.2f} | {ours:>10.2f} | {gain:>6.2f}x |")
-    print(f"\nlabel agreement with fp32: whole volume {100 * whole_agreement:.3f} %, "
-          f"512 subvolumes {100 * crops_agreement:.3f} %")
+    print(
+        f"\nlabel agreement with fp32: whole volume {100 * whole_agreement:.3f} %, "
+        f"512 subvolumes {100 * crops_agreement:.3f} %"
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/icbm_native_check.py --checkpoint results/models/meshnet/checkpoint.pt
+    .venv/bin/python benchmarks/icbm_native_check.py \\
+        --checkpoint results/models/meshnet/checkpoint.pt
 
 The template T1 goes through ``meshseg segment``'s function (conform, prepare, inference,
 labels back on the template's grid). Its gray/white-matter truth (the demo's labels: the
@@ -51,11 +52,19 @@ def main() -> None:
         nib.save(datasets.load_mni152_template(resolution=1), work / "icbm152.nii.gz")
         _, labels, affine, _ = template()
         save_image(labels, affine, work / "truth.nii.gz")
-        conform_file(work / "truth.nii.gz", work / "truth_conformed.nii.gz", labels=True, backend="python")
+        conform_file(
+            work / "truth.nii.gz", work / "truth_conformed.nii.gz", labels=True, backend="python"
+        )
         prepare_file(work / "truth_conformed.nii.gz", work / "truth_prepared.nii.gz", labels=True)
         config = InferenceConfig(n_subvolumes=args.subvolumes, threads=2)
-        result = segment_t1(work / "icbm152.nii.gz", checkpoint.load(args.checkpoint), work / "out", config,
-                            Compute.from_config(config), backend="python")
+        result = segment_t1(
+            work / "icbm152.nii.gz",
+            checkpoint.load(args.checkpoint),
+            work / "out",
+            config,
+            Compute.from_config(config),
+            backend="python",
+        )
         files = {key: Path(path) for key, path in result["files"].items()}
         conformed = foreground_dice(files["labels_conformed"], work / "truth_prepared.nii.gz")
         native = foreground_dice(files["labels_native"], work / "truth.nii.gz")

@@ -28,23 +28,42 @@ from meshseg.nn.subvolumes import inference_locations
 from meshseg.nn.vote import RULES
 
 
-def score_rules(loaded: checkpoints.LoadedModel, image_path: Path, truth_path: Path, config: InferenceConfig,
-                compute: Compute) -> list[dict]:
+def score_rules(
+    loaded: checkpoints.LoadedModel,
+    image_path: Path,
+    truth_path: Path,
+    config: InferenceConfig,
+    compute: Compute,
+) -> list[dict]:
     """One row per rule and class: Dice, predicted and true voxels, voxels changed."""
     labelset, patch = loaded.labelset, loaded.patch
     image = load_volume(image_path)[0].astype(np.float32, copy=False)
     truth = labelset.to_classes(load_volume(truth_path)[0], str(truth_path))
-    locations = inference_locations(config.n_subvolumes, image.shape[0], patch, config.sd,
-                                    np.random.default_rng(config.seed))
+    locations = inference_locations(
+        config.n_subvolumes, image.shape[0], patch, config.sd, np.random.default_rng(config.seed)
+    )
     n = labelset.n_classes
-    votes = {rule: predict_volume(loaded, image, locations, config.batch_size, compute, rule) for rule in RULES}
+    votes = {
+        rule: predict_volume(loaded, image, locations, config.batch_size, compute, rule)
+        for rule in RULES
+    }
     rows = []
     for rule, classes in votes.items():
         dice = dice_per_class(truth, classes, n)
         changed = float((classes != votes["hard-lowest"]).mean())
-        rows += [{"rule": rule, "class": c, "name": labelset.names[c], "dice": dice[c],
-                  "foreground_dice": foreground_dice(dice), "predicted": int((classes == c).sum()),
-                  "true": int((truth == c).sum()), "changed": changed} for c in range(1, n)]
+        rows += [
+            {
+                "rule": rule,
+                "class": c,
+                "name": labelset.names[c],
+                "dice": dice[c],
+                "foreground_dice": foreground_dice(dice),
+                "predicted": int((classes == c).sum()),
+                "true": int((truth == c).sum()),
+                "changed": changed,
+            }
+            for c in range(1, n)
+        ]
     return rows
 
 
@@ -62,13 +81,18 @@ def main() -> None:
         loaded = checkpoints.load(checkpoint)
         for subject in sheet.loc[sheet["split"] == "test", "subject"]:
             prepared = args.results / "prepared" / subject
-            for row in score_rules(loaded, prepared / "t1.nii.gz", prepared / "labels.nii.gz", config, compute):
+            for row in score_rules(
+                loaded, prepared / "t1.nii.gz", prepared / "labels.nii.gz", config, compute
+            ):
                 rows.append({"model": checkpoint.parent.name, "subject": subject, **row})
     table = pd.DataFrame(rows)
     table["bias_percent"] = 100 * (table["predicted"] - table["true"]) / table["true"]
     summary = table.groupby(["model", "rule", "name"], sort=False).agg(
-        dice=("dice", "mean"), bias_percent=("bias_percent", "mean"),
-        foreground_dice=("foreground_dice", "mean"), changed_percent=("changed", "mean"))
+        dice=("dice", "mean"),
+        bias_percent=("bias_percent", "mean"),
+        foreground_dice=("foreground_dice", "mean"),
+        changed_percent=("changed", "mean"),
+    )
     summary["changed_percent"] *= 100
     print(f"{args.subvolumes} subvolumes, {table['subject'].nunique()} test subjects")
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))

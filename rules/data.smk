@@ -10,16 +10,16 @@ rule make_demo_subject:
         log_path("raw_t1"),
     wildcard_constraints:
         cohort=re.escape(config["demo"]["cohort"]),
-    params:
-        index=get_demo_index,
-        seed=config["demo"]["seed"],
-    resources:
-        mem_mb=1000,
-        runtime=10,
     group:
         "preprocess"
     conda:
         "../envs/meshseg.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        index=get_demo_index,
+        seed=config["demo"]["seed"],
     script:
         "../workflow/scripts/make_demo_subject.py"
 
@@ -34,6 +34,11 @@ rule fetch_mindboggle:
         table=path("mindboggle_table"),
     log:
         log_path("mindboggle_table"),
+    conda:
+        "../envs/meshseg.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=180,
     params:
         data_dir=lambda wildcards, output: Path(output.table).parent,
         api_url=config["mindboggle101"]["api_url"],
@@ -41,11 +46,6 @@ rule fetch_mindboggle:
         folder=config["mindboggle101"]["folder"],
         cohorts=config["mindboggle101"]["cohorts"],
         subjects=config["mindboggle101"]["subjects"],
-    resources:
-        mem_mb=2000,
-        runtime=180,
-    conda:
-        "../envs/meshseg.yaml"
     script:
         "../workflow/scripts/fetch_mindboggle.py"
 
@@ -67,11 +67,11 @@ checkpoint split_subjects:
         update(config["mindboggle101"]["sheet"]),
     log:
         "logs/data/split_subjects.log",
+    conda:
+        "../envs/meshseg.yaml"
     params:
         split=config["mindboggle101"]["split"],
         seed=config["mindboggle101"]["split_seed"],
-    conda:
-        "../envs/meshseg.yaml"
     script:
         "../workflow/scripts/split_subjects.py"
 
@@ -85,9 +85,9 @@ rule record_subjects:
         path("subjects"),
     log:
         log_path("subjects"),
-    params:
-        sheet=lambda wildcards: subject_table()[["subject", "cohort", "split"]].to_dict("list"),
     conda:
         "../envs/meshseg.yaml"
+    params:
+        sheet=lambda wildcards: subject_table()[["subject", "cohort", "split"]].to_dict("list"),
     script:
         "../workflow/scripts/record_subjects.py"

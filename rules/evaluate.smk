@@ -12,15 +12,15 @@ rule evaluate_subject:
         path("metrics"),
     log:
         log_path("metrics"),
-    params:
-        labelset=DATASET["labelset"],
-    resources:
-        mem_mb=1500,
-        runtime=10,
     group:
         "segment"
     conda:
         "../envs/meshseg.yaml"
+    resources:
+        mem_mb=1500,
+        runtime=10,
+    params:
+        labelset=DATASET["labelset"],
     script:
         "../workflow/scripts/evaluate.py"
 
@@ -34,18 +34,16 @@ rule summarise_results:
     output:
         dice=report(path("dice"), caption="../report/dice.rst", category="Tables"),
         volumes=report(path("volumes"), caption="../report/volumes.rst", category="Tables"),
-        comparison=report(
-            path("comparison"), caption="../report/comparison.rst", category="Tables"
-        ),
+        comparison=report(path("comparison"), caption="../report/comparison.rst", category="Tables"),
     log:
         log_path("dice"),
-    params:
-        models=MODELS,
+    conda:
+        "../envs/meshseg.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/meshseg.yaml"
+    params:
+        models=MODELS,
     script:
         "../workflow/scripts/summarise.py"
 
@@ -63,13 +61,13 @@ rule write_model_card:
         json=path("model_card", ext="json"),
     log:
         log_path("model_card"),
-    params:
-        dataset=config["dataset"],
-        licence=get_data_licence(),
+    conda:
+        "../envs/meshseg.yaml"
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/meshseg.yaml"
+    params:
+        dataset=config["dataset"],
+        licence=get_data_licence(),
     script:
         "../workflow/scripts/write_model_card.py"

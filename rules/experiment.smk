@@ -12,18 +12,18 @@ rule dice_vs_subvolumes:
         path("experiment_run"),
     log:
         log_path("experiment_run"),
-    params:
-        counts=config["experiment"]["subvolume_counts"],
-        inference=get_inference_config,
+    group:
+        "segment"
+    conda:
+        "../envs/meshseg.yaml"
     threads: config["compute"]["infer_threads"]  # Snakemake caps it at --cores
     resources:
         mem_mb=4000,
         runtime=60,
         gpu=get_gpus(),
-    group:
-        "segment"
-    conda:
-        "../envs/meshseg.yaml"
+    params:
+        counts=config["experiment"]["subvolume_counts"],
+        inference=get_inference_config,
     script:
         "../workflow/scripts/dice_vs_subvolumes.py"
 
@@ -36,10 +36,10 @@ rule summarise_experiments:
         path("experiments"),
     log:
         log_path("experiments"),
+    conda:
+        "../envs/meshseg.yaml"
     resources:
         mem_mb=500,
         runtime=5,
-    conda:
-        "../envs/meshseg.yaml"
     script:
         "../workflow/scripts/concat_tables.py"

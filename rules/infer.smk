@@ -15,18 +15,18 @@ rule segment_subject:
         stats=path("inference_stats"),
     log:
         log_path("predicted"),
-    params:
-        inference=get_inference_config,
-        labelset=DATASET["labelset"],
+    group:
+        "segment"
+    conda:
+        "../envs/meshseg.yaml"
     threads: config["compute"]["infer_threads"]  # Snakemake caps it at --cores
     resources:
         mem_mb=4000,
         runtime=30,
         gpu=get_gpus(),
-    group:
-        "segment"
-    conda:
-        "../envs/meshseg.yaml"
+    params:
+        inference=get_inference_config,
+        labelset=DATASET["labelset"],
     script:
         "../workflow/scripts/segment.py"
 
@@ -43,12 +43,12 @@ rule native_labels:
         path("predicted_native"),
     log:
         log_path("predicted_native"),
-    resources:
-        mem_mb=2000,
-        runtime=10,
     group:
         "segment"
     conda:
         "../envs/meshseg.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     script:
         "../workflow/scripts/native.py"

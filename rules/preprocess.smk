@@ -11,16 +11,16 @@ rule conform_t1:
         path("conformed_t1"),
     log:
         log_path("conformed_t1"),
-    params:
-        labels=False,
-        backend=config["conform"]["backend"],
-    resources:
-        mem_mb=1000,
-        runtime=10,
     group:
         "preprocess"
     conda:
         "../envs/meshseg.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        labels=False,
+        backend=config["conform"]["backend"],
     script:
         "../workflow/scripts/conform.py"
 
@@ -45,16 +45,16 @@ rule prepare_t1:
         path("prepared_t1"),
     log:
         log_path("prepared_t1"),
-    params:
-        labels=False,
-        size=config["volume_size"],
-    resources:
-        mem_mb=1000,
-        runtime=10,
     group:
         "preprocess"
     conda:
         "../envs/meshseg.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        labels=False,
+        size=config["volume_size"],
     script:
         "../workflow/scripts/prepare.py"
 

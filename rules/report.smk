@@ -10,13 +10,13 @@ rule plot_dice:
         ),
     log:
         log_path("figure", name="dice_per_class"),
-    params:
-        run=get_run_summary,
+    conda:
+        "../envs/meshseg.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/meshseg.yaml"
+    params:
+        run=get_run_summary,
     script:
         "../workflow/scripts/plot_dice.py"
 
@@ -33,13 +33,13 @@ rule plot_volumes:
         ),
     log:
         log_path("figure", name="volume_agreement"),
-    params:
-        run=get_run_summary,
+    conda:
+        "../envs/meshseg.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/meshseg.yaml"
+    params:
+        run=get_run_summary,
     script:
         "../workflow/scripts/plot_volumes.py"
 
@@ -56,13 +56,13 @@ rule plot_dice_vs_subvolumes:
         ),
     log:
         log_path("figure", name="dice_vs_subvolumes"),
-    params:
-        run=get_run_summary,
+    conda:
+        "../envs/meshseg.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/meshseg.yaml"
+    params:
+        run=get_run_summary,
     script:
         "../workflow/scripts/plot_dice_vs_subvolumes.py"
 
@@ -79,14 +79,14 @@ rule plot_training_curves:
         ),
     log:
         log_path("figure", name="training_curves"),
-    params:
-        models=MODELS,
-        run=get_run_summary,
+    conda:
+        "../envs/meshseg.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/meshseg.yaml"
+    params:
+        models=MODELS,
+        run=get_run_summary,
     script:
         "../workflow/scripts/plot_training_curves.py"
 
@@ -106,15 +106,15 @@ rule plot_overlay:
         ),
     log:
         log_path("figure", name="overlay_{subject}"),
+    conda:
+        "../envs/meshseg.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         models=MODELS,
         labelset=DATASET["labelset"],
         run=get_run_summary,
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/meshseg.yaml"
     script:
         "../workflow/scripts/plot_overlay.py"
 
@@ -133,18 +133,18 @@ rule measure_reference_speed:
         ),
     log:
         log_path("reference_speed"),
-    params:
-        labelset=DATASET["labelset"],
-        batches=config["report"]["speed_batches"],
-        compute=compute_settings(),
-        patch=config["sampling"]["patch"],
+    conda:
+        "../envs/meshseg.yaml"
     threads: config["compute"]["infer_threads"]  # Snakemake caps it at --cores
     resources:
         mem_mb=4000,
         runtime=30,
         gpu=get_gpus(),
-    conda:
-        "../envs/meshseg.yaml"
+    params:
+        labelset=DATASET["labelset"],
+        batches=config["report"]["speed_batches"],
+        compute=compute_settings(),
+        patch=config["sampling"]["patch"],
     script:
         "../workflow/scripts/measure_reference_speed.py"
 
@@ -160,10 +160,10 @@ rule summarise_claims:
         report(path("claims"), caption="../report/claims.rst", category="Tables"),
     log:
         log_path("claims"),
+    conda:
+        "../envs/meshseg.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/meshseg.yaml"
     script:
         "../workflow/scripts/summarise_claims.py"

@@ -13,16 +13,16 @@ if not PRETRAINED:  # pretrained models (config "pretrained") are used as they a
             curve=path("training_curve"),
         log:
             log_path("checkpoint"),
-        params:
-            train=get_train_config,
-            model=get_model_params,
-            labelset=DATASET["labelset"],
+        conda:
+            "../envs/meshseg.yaml"
         threads: config["compute"]["train_threads"]  # Snakemake caps it at --cores
         resources:
             mem_mb=8000,
             runtime=240,
             gpu=get_gpus(),
-        conda:
-            "../envs/meshseg.yaml"
+        params:
+            train=get_train_config,
+            model=get_model_params,
+            labelset=DATASET["labelset"],
         script:
             "../workflow/scripts/train.py"

@@ -12,7 +12,7 @@ def sphere_volume(size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     """A bright sphere (class 2) in a darker shell (class 1): ``(image float32, labels uint8)``."""
     rng = np.random.default_rng(seed)
     grid = np.indices((size,) * 3) - (size - 1) / 2
-    radius = np.sqrt((grid ** 2).sum(0))
+    radius = np.sqrt((grid**2).sum(0))
     labels = np.zeros((size,) * 3, np.uint8)
     labels[radius < size * 0.4] = 1
     labels[radius < size * 0.25] = 2
@@ -32,8 +32,14 @@ def prepared_pair(tmp_path):
     return image_path, label_path, image, labels
 
 
-def tiny_checkpoint(path, arch: str = "meshnet", labelset: str = "demo_gwm", seed: int = 0,
-                    overrides: dict | None = None, **model_args):
+def tiny_checkpoint(
+    path,
+    arch: str = "meshnet",
+    labelset: str = "demo_gwm",
+    seed: int = 0,
+    overrides: dict | None = None,
+    **model_args,
+):
     """Write an untrained checkpoint (small MeshNet, or U-Net with ``width=...``) to ``path``.
 
     ``overrides`` replaces fields of the model config, e.g. ``{"channels": 2}`` for speed.
@@ -47,7 +53,15 @@ def tiny_checkpoint(path, arch: str = "meshnet", labelset: str = "demo_gwm", see
     labels = load_labelset(labelset)
     spec = {**model_config(arch, labels.n_classes, **model_args), **(overrides or {})}
     torch.manual_seed(seed)
-    save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
-                     "labelset": labels.to_dict(), "step": 0, "train_config": {"patch": 38},
-                     "train": ["train-1", "train-2"]}, path)
+    save_checkpoint(
+        {
+            "model": build_model(spec).state_dict(),
+            "model_config": spec,
+            "labelset": labels.to_dict(),
+            "step": 0,
+            "train_config": {"patch": 38},
+            "train": ["train-1", "train-2"],
+        },
+        path,
+    )
     return path

@@ -67,8 +67,10 @@ def make_archive(cohort: str, subjects: list[str], seed: int = 0) -> bytes:
     for subject in subjects:
         t1 = rng.integers(0, 255, (48, 48, 48), dtype=np.uint8)
         labels = rng.choice(np.array([0, 2, 41, 1002, 2002], np.int16), (12, 12, 12))
-        files[subject] = {"t1weighted.nii.gz": _nifti_gz(t1),
-                          "labels.DKT31.manual+aseg.nii.gz": _nifti_gz(labels)}
+        files[subject] = {
+            "t1weighted.nii.gz": _nifti_gz(t1),
+            "labels.DKT31.manual+aseg.nii.gz": _nifti_gz(labels),
+        }
     return archive_of(cohort, files)
 
 
@@ -81,8 +83,10 @@ def archive_of(cohort: str, subject_files: dict[str, dict[str, bytes]]) -> bytes
     for subject, files in subject_files.items():
         entries.append((f"{top}/{subject}", None))
         entries += [(f"{top}/{subject}/{name}", data) for name, data in files.items()]
-        entries += [(f"{top}/{subject}/.DS_Store", b"\0Bud1"),
-                    (f"{top}/{subject}/._t1weighted.nii.gz", b"\0\5\26\7")]
+        entries += [
+            (f"{top}/{subject}/.DS_Store", b"\0Bud1"),
+            (f"{top}/{subject}/._t1weighted.nii.gz", b"\0\5\26\7"),
+        ]
     entries += [("__MACOSX", None), (f"__MACOSX/{top}/._x", b"x"), ("README.txt", b"stray")]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -100,8 +104,10 @@ def archive_of(cohort: str, subject_files: dict[str, dict[str, bytes]]) -> bytes
 
 def mindboggle_files(layout: dict[str, list[str]]) -> dict[str, bytes]:
     """Archive name -> bytes for each cohort of ``layout``."""
-    return {f"{cohort}_volumes.tar.gz": make_archive(cohort, subjects, seed)
-            for seed, (cohort, subjects) in enumerate(sorted(layout.items()))}
+    return {
+        f"{cohort}_volumes.tar.gz": make_archive(cohort, subjects, seed)
+        for seed, (cohort, subjects) in enumerate(sorted(layout.items()))
+    }
 
 
 @dataclass
@@ -141,25 +147,41 @@ def _entity(osf: FakeOSF, kind: str, name: str, entity_id: str, parent: str = "/
     """A file or folder of osfstorage with every field osfclient 0.0.5 reads."""
     wb = f"{osf.base}/wb/v1/resources/{PROJECT}/providers/osfstorage/{entity_id}"
     data = osf.files.get(name, b"")
-    hashes = {h: (hashlib.new(h, data).hexdigest() if h in osf.hash_types and kind == "file"
-                  else None) for h in ("md5", "sha256")}
+    hashes = {
+        h: (hashlib.new(h, data).hexdigest() if h in osf.hash_types and kind == "file" else None)
+        for h in ("md5", "sha256")
+    }
     slash = "/" if kind == "folder" else ""
     entity = {
-        "id": entity_id, "type": "files",
-        "attributes": {"kind": kind, "name": name, "path": f"/{entity_id}{slash}",
-                       "materialized_path": f"{parent}{name}{slash}", "provider": "osfstorage",
-                       "size": len(data) if kind == "file" else None, "date_created": None,
-                       "date_modified": None, "current_version": 1,
-                       "extra": {"hashes": hashes, "downloads": 0}},
-        "links": {"info": f"{osf.base}/v2/files/{entity_id}/",
-                  "self": f"{osf.base}/v2/files/{entity_id}/", "move": wb, "upload": wb,
-                  "delete": wb, "new_folder": f"{wb}/?kind=folder",
-                  "download": f"{osf.base}/download/{entity_id}/",
-                  "html": f"{osf.base}/{PROJECT}/files/osfstorage/{entity_id}"},
+        "id": entity_id,
+        "type": "files",
+        "attributes": {
+            "kind": kind,
+            "name": name,
+            "path": f"/{entity_id}{slash}",
+            "materialized_path": f"{parent}{name}{slash}",
+            "provider": "osfstorage",
+            "size": len(data) if kind == "file" else None,
+            "date_created": None,
+            "date_modified": None,
+            "current_version": 1,
+            "extra": {"hashes": hashes, "downloads": 0},
+        },
+        "links": {
+            "info": f"{osf.base}/v2/files/{entity_id}/",
+            "self": f"{osf.base}/v2/files/{entity_id}/",
+            "move": wb,
+            "upload": wb,
+            "delete": wb,
+            "new_folder": f"{wb}/?kind=folder",
+            "download": f"{osf.base}/download/{entity_id}/",
+            "html": f"{osf.base}/{PROJECT}/files/osfstorage/{entity_id}",
+        },
     }
     if kind == "folder":
         entity["relationships"] = _related(
-            f"{osf.base}/v2/nodes/{PROJECT}/files/osfstorage/{entity_id}/")
+            f"{osf.base}/v2/nodes/{PROJECT}/files/osfstorage/{entity_id}/"
+        )
     return entity
 
 
@@ -167,9 +189,16 @@ def _page(items: list[dict], url: str, page: int) -> dict:
     """One page of a listing, ``links.next`` pointing at the next page or null."""
     last = max(1, -(-len(items) // PER_PAGE))
     next_url = f"{url}?page={page + 1}" if page < last else None
-    return {"data": items[(page - 1) * PER_PAGE:page * PER_PAGE],
-            "links": {"first": None, "last": None, "prev": None, "next": next_url,
-                      "meta": {"total": len(items), "per_page": PER_PAGE}}}
+    return {
+        "data": items[(page - 1) * PER_PAGE : page * PER_PAGE],
+        "links": {
+            "first": None,
+            "last": None,
+            "prev": None,
+            "next": next_url,
+            "meta": {"total": len(items), "per_page": PER_PAGE},
+        },
+    }
 
 
 def _json_for(osf: FakeOSF, path: str, page: int) -> dict | None:
@@ -178,28 +207,55 @@ def _json_for(osf: FakeOSF, path: str, page: int) -> dict | None:
     if path == f"/v2/guids/{PROJECT}/":
         return {"data": {"id": PROJECT, "type": "nodes"}}
     if path == node:
-        return {"data": {
-            "id": PROJECT, "type": "nodes",
-            "attributes": {"title": "Mindboggle", "description": "", "date_created": None,
-                           "date_modified": None, "category": "project", "public": True},
-            "links": {"self": f"{base}{node}", "html": f"{base}/{PROJECT}/"},
-            "relationships": _related(f"{base}{node}files/")}}
+        return {
+            "data": {
+                "id": PROJECT,
+                "type": "nodes",
+                "attributes": {
+                    "title": "Mindboggle",
+                    "description": "",
+                    "date_created": None,
+                    "date_modified": None,
+                    "category": "project",
+                    "public": True,
+                },
+                "links": {"self": f"{base}{node}", "html": f"{base}/{PROJECT}/"},
+                "relationships": _related(f"{base}{node}files/"),
+            }
+        }
     if path == f"{node}files/":
         wb = f"{base}/wb/v1/resources/{PROJECT}/providers/osfstorage/"
-        return _page([{"id": f"{PROJECT}:osfstorage", "type": "files",
-                       "attributes": {"kind": "folder", "name": "osfstorage", "path": "/",
-                                      "node": PROJECT, "provider": "osfstorage"},
-                       "links": {"upload": wb, "new_folder": f"{wb}?kind=folder"},
-                       "relationships": _related(f"{base}{node}files/osfstorage/")}],
-                     f"{base}{path}", 1)
+        return _page(
+            [
+                {
+                    "id": f"{PROJECT}:osfstorage",
+                    "type": "files",
+                    "attributes": {
+                        "kind": "folder",
+                        "name": "osfstorage",
+                        "path": "/",
+                        "node": PROJECT,
+                        "provider": "osfstorage",
+                    },
+                    "links": {"upload": wb, "new_folder": f"{wb}?kind=folder"},
+                    "relationships": _related(f"{base}{node}files/osfstorage/"),
+                }
+            ],
+            f"{base}{path}",
+            1,
+        )
     if path == f"{node}files/osfstorage/":
-        items = [_entity(osf, "folder", "Mindboggle101_volumes", FOLDER_ID),
-                 _entity(osf, "folder", "Mindboggle101_surfaces", "decoy0000000000000000000"),
-                 _entity(osf, "file", "README.md", "readme000000000000000000")]
+        items = [
+            _entity(osf, "folder", "Mindboggle101_volumes", FOLDER_ID),
+            _entity(osf, "folder", "Mindboggle101_surfaces", "decoy0000000000000000000"),
+            _entity(osf, "file", "README.md", "readme000000000000000000"),
+        ]
         return _page(items, f"{base}{path}", page)
     if path == f"{node}files/osfstorage/{FOLDER_ID}/":
-        items = [_entity(osf, "file", name, osf.file_id(name), "/Mindboggle101_volumes/")
-                 for name in sorted(osf.files)]
+        items = [
+            _entity(osf, "file", name, osf.file_id(name), "/Mindboggle101_volumes/")
+            for name in sorted(osf.files)
+        ]
         return _page(items, f"{base}{path}", page)
     return None
 
@@ -253,7 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         body = data[start:]
         if fault in ("drop", "stall"):
-            self.wfile.write(body[:len(body) // 2])
+            self.wfile.write(body[: len(body) // 2])
             if fault == "stall":
                 self.osf.stop.wait(self.osf.stall_s)
             return

@@ -37,8 +37,14 @@ def _segment(args: argparse.Namespace) -> None:
     repeated = sorted(name for name, n in Counter(map(subject_name, args.t1)).items() if n > 1)
     if repeated:
         raise ValueError(f"inputs share the subject names {repeated}: their outputs would collide")
-    config = InferenceConfig(mode=args.mode, vote=args.vote, n_subvolumes=args.subvolumes,
-                             device=args.device, precision=args.precision, threads=args.threads)
+    config = InferenceConfig(
+        mode=args.mode,
+        vote=args.vote,
+        n_subvolumes=args.subvolumes,
+        device=args.device,
+        precision=args.precision,
+        threads=args.threads,
+    )
     loaded, compute = checkpoint.load(args.model), Compute.from_config(config)
     for t1 in args.t1:
         result = segment_t1(t1, loaded, args.output, config, compute, backend=args.backend)
@@ -54,39 +60,73 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    conform = commands.add_parser("conform", help="FreeSurfer `mri_convert -c` (1 mm, 256^3, LIA, uchar)")
+    conform = commands.add_parser(
+        "conform", help="FreeSurfer `mri_convert -c` (1 mm, 256^3, LIA, uchar)"
+    )
     conform.add_argument("input")
     conform.add_argument("output")
-    conform.add_argument("--labels", action="store_true",
-                         help="a label map: nearest neighbour, values kept, no intensity scaling")
+    conform.add_argument(
+        "--labels",
+        action="store_true",
+        help="a label map: nearest neighbour, values kept, no intensity scaling",
+    )
     conform.add_argument("--backend", default="auto", choices=BACKENDS)
     conform.set_defaults(run=_conform)
 
-    dice = commands.add_parser("dice", help="Dice and volumes per label of PRED against TRUTH (TSV)")
+    dice = commands.add_parser(
+        "dice", help="Dice and volumes per label of PRED against TRUTH (TSV)"
+    )
     dice.add_argument("prediction")
     dice.add_argument("truth")
     dice.add_argument("--labelset", help="label-set name or TSV; default: every id present")
     dice.set_defaults(run=_dice)
 
-    segment = commands.add_parser("segment", help="segment T1 images with a trained checkpoint: "
-                                  "labels on the conformed and the T1's own grid, volumes (TSV)")
+    segment = commands.add_parser(
+        "segment",
+        help="segment T1 images with a trained checkpoint: "
+        "labels on the conformed and the T1's own grid, volumes (TSV)",
+    )
     segment.add_argument("t1", nargs="+", help="T1-weighted NIfTI images (.nii or .nii.gz)")
-    segment.add_argument("--model", required=True, help="checkpoint (results/models/<model>/checkpoint.pt)")
-    segment.add_argument("-o", "--output", required=True, help="folder; each T1 gets OUTPUT/<file name>/")
-    segment.add_argument("--mode", default="vote", choices=MODES,
-                         help="vote: subvolumes + majority vote; whole: one pass (MeshNet only)")
-    segment.add_argument("--vote", default=InferenceConfig.vote, choices=RULES,
-                         help="for --mode vote: hard (ties by summed probability), soft (summed "
-                         "probabilities) or hard-lowest (the reference: ties to the lowest id); "
-                         "default %(default)s")
-    segment.add_argument("--subvolumes", type=int, default=InferenceConfig.n_subvolumes,
-                         help="subvolumes for --mode vote (default %(default)s)")
+    segment.add_argument(
+        "--model", required=True, help="checkpoint (results/models/<model>/checkpoint.pt)"
+    )
+    segment.add_argument(
+        "-o", "--output", required=True, help="folder; each T1 gets OUTPUT/<file name>/"
+    )
+    segment.add_argument(
+        "--mode",
+        default="vote",
+        choices=MODES,
+        help="vote: subvolumes + majority vote; whole: one pass (MeshNet only)",
+    )
+    segment.add_argument(
+        "--vote",
+        default=InferenceConfig.vote,
+        choices=RULES,
+        help="for --mode vote: hard (ties by summed probability), soft (summed "
+        "probabilities) or hard-lowest (the reference: ties to the lowest id); "
+        "default %(default)s",
+    )
+    segment.add_argument(
+        "--subvolumes",
+        type=int,
+        default=InferenceConfig.n_subvolumes,
+        help="subvolumes for --mode vote (default %(default)s)",
+    )
     segment.add_argument("--device", default="auto", choices=DEVICES)
     segment.add_argument("--precision", default="auto", choices=PRECISIONS)
-    segment.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                         help="CPU threads (default: all available, %(default)s)")
-    segment.add_argument("--backend", default="auto", choices=BACKENDS,
-                         help="conform backend (see `meshseg conform`)")
+    segment.add_argument(
+        "--threads",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="CPU threads (default: all available, %(default)s)",
+    )
+    segment.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="conform backend (see `meshseg conform`)",
+    )
     segment.set_defaults(run=_segment)
 
     export = commands.add_parser("export", help="write a checkpoint's network as ONNX (fp32)")

@@ -64,13 +64,18 @@ class LabelSet:
 
     def __post_init__(self) -> None:
         if self.unlisted not in UNLISTED:
-            raise ValueError(f"label set {self.name}: unlisted must be one of {UNLISTED}, "
-                             f"got {self.unlisted!r}")
+            raise ValueError(
+                f"label set {self.name}: unlisted must be one of {UNLISTED}, got {self.unlisted!r}"
+            )
         indices = [c.index for c in self.classes]
         if indices != list(range(len(indices))):
-            raise ValueError(f"label set {self.name}: class indices must be 0..n-1 in order, got {indices}")
-        for what, values in (("id", [c.id for c in self.classes]),
-                             ("source id", [s for c in self.classes for s in c.source_ids])):
+            raise ValueError(
+                f"label set {self.name}: class indices must be 0..n-1 in order, got {indices}"
+            )
+        for what, values in (
+            ("id", [c.id for c in self.classes]),
+            ("source id", [s for c in self.classes for s in c.source_ids]),
+        ):
             dupes = sorted({v for v in values if values.count(v) > 1})
             if dupes:
                 raise ValueError(f"label set {self.name}: {what}s listed more than once: {dupes}")
@@ -96,13 +101,19 @@ class LabelSet:
         values, counts = np.unique(ids, return_counts=True)
         unknown = {int(v): int(n) for v, n in zip(values, counts) if int(v) not in lookup}
         if unknown and self.unlisted == "error":
-            raise ValueError(f"{source}: label ids not in label set {self.name!r} "
-                             f"(id: voxels) {unknown}")
-        background = {int(v): int(n) for v, n in zip(values, counts)
-                      if v != 0 and lookup.get(int(v), 0) == 0}
+            raise ValueError(
+                f"{source}: label ids not in label set {self.name!r} (id: voxels) {unknown}"
+            )
+        background = {
+            int(v): int(n) for v, n in zip(values, counts) if v != 0 and lookup.get(int(v), 0) == 0
+        }
         if background:
-            log.info("%s: label ids mapped to background by label set %r (id: voxels) %s",
-                     source, self.name, background)
+            log.info(
+                "%s: label ids mapped to background by label set %r (id: voxels) %s",
+                source,
+                self.name,
+                background,
+            )
         out = np.zeros(ids.shape, dtype=class_dtype(self.n_classes))
         for value in values:
             out[ids == value] = lookup.get(int(value), 0)
@@ -116,22 +127,36 @@ class LabelSet:
 
     def lut_text(self) -> str:
         """FreeSurfer colour-table text (``id name R G B A``) for viewers such as Freeview."""
-        lines = [f"# FreeSurfer colour LUT for meshseg label set {self.name}",
-                 "#No. Label-Name R G B A"]
-        lines += [f"{c.id:<5d} {c.name:<40s} {c.rgb[0]:>3d} {c.rgb[1]:>3d} {c.rgb[2]:>3d} 0"
-                  for c in self.classes]
+        lines = [
+            f"# FreeSurfer colour LUT for meshseg label set {self.name}",
+            "#No. Label-Name R G B A",
+        ]
+        lines += [
+            f"{c.id:<5d} {c.name:<40s} {c.rgb[0]:>3d} {c.rgb[1]:>3d} {c.rgb[2]:>3d} 0"
+            for c in self.classes
+        ]
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
         """Plain-data form stored inside checkpoints."""
-        return {"name": self.name, "classes": [asdict(c) for c in self.classes],
-                "unlisted": self.unlisted}
+        return {
+            "name": self.name,
+            "classes": [asdict(c) for c in self.classes],
+            "unlisted": self.unlisted,
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> LabelSet:
-        classes = tuple(LabelClass(index=c["index"], id=c["id"], name=c["name"],
-                                   rgb=tuple(c["rgb"]), source_ids=tuple(c["source_ids"]))
-                        for c in data["classes"])
+        classes = tuple(
+            LabelClass(
+                index=c["index"],
+                id=c["id"],
+                name=c["name"],
+                rgb=tuple(c["rgb"]),
+                source_ids=tuple(c["source_ids"]),
+            )
+            for c in data["classes"]
+        )
         return cls(name=data["name"], classes=classes, unlisted=data.get("unlisted", "error"))
 
 
@@ -145,7 +170,9 @@ def integer_labels(data: np.ndarray) -> np.ndarray:
         rounded = np.rint(data)
         worst = float(np.abs(data - rounded).max(initial=0.0))
         if not worst <= 1e-3:  # also catches NaN
-            raise ValueError(f"label image has non-integral values ({worst:.3g} from a whole number)")
+            raise ValueError(
+                f"label image has non-integral values ({worst:.3g} from a whole number)"
+            )
         data = rounded
     elif data.dtype.kind not in "iub":
         raise ValueError(f"label image has dtype {data.dtype}; expected integers")
@@ -180,8 +207,10 @@ def load_labelset(name_or_path: str | os.PathLike) -> LabelSet:
     if not path.is_file():
         shipped = resources.files("meshseg") / "labelsets" / f"{name_or_path}.tsv"
         if not shipped.is_file():
-            raise ValueError(f"label set {str(name_or_path)!r} is neither a file nor one of "
-                             f"the shipped sets {available_labelsets()}")
+            raise ValueError(
+                f"label set {str(name_or_path)!r} is neither a file nor one of "
+                f"the shipped sets {available_labelsets()}"
+            )
         path = Path(str(shipped))
     table = pd.read_csv(path, sep="\t", comment="#", dtype=str)
     flags = [m.group(1) for m in map(UNLISTED_LINE.match, path.read_text().splitlines()) if m]
@@ -189,13 +218,21 @@ def load_labelset(name_or_path: str | os.PathLike) -> LabelSet:
         raise ValueError(f"{path}: label set columns must be {COLUMNS}, got {list(table.columns)}")
     try:
         classes = tuple(
-            LabelClass(index=int(row["class"]), id=int(row["id"]), name=row["name"],
-                       rgb=(int(row["R"]), int(row["G"]), int(row["B"])),
-                       source_ids=tuple(int(s) for s in str(row["source_ids"]).split(",")))
-            for _, row in table.iterrows())
+            LabelClass(
+                index=int(row["class"]),
+                id=int(row["id"]),
+                name=row["name"],
+                rgb=(int(row["R"]), int(row["G"]), int(row["B"])),
+                source_ids=tuple(int(s) for s in str(row["source_ids"]).split(",")),
+            )
+            for _, row in table.iterrows()
+        )
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     if len(flags) > 1:
         raise ValueError(f"{path}: more than one '# unlisted:' line: {flags}")
-    return LabelSet(name=path.name.removesuffix(".tsv"), classes=classes,
-                    unlisted=flags[0] if flags else "error")
+    return LabelSet(
+        name=path.name.removesuffix(".tsv"),
+        classes=classes,
+        unlisted=flags[0] if flags else "error",
+    )

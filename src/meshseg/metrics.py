@@ -52,13 +52,18 @@ def dice_summary(dice: np.ndarray, true_sizes: np.ndarray) -> dict[str, float]:
     """One subject's foreground and macro Dice, and how many classes (background included)
     its truth holds (``true_sizes``: voxels or mm^3 per class); the macro averages over
     those and any predicted but absent from the truth."""
-    return {"foreground_dice": foreground_dice(dice), "macro_dice": macro_dice(dice),
-            "classes_in_truth": int(np.count_nonzero(np.asarray(true_sizes) > 0))}
+    return {
+        "foreground_dice": foreground_dice(dice),
+        "macro_dice": macro_dice(dice),
+        "classes_in_truth": int(np.count_nonzero(np.asarray(true_sizes) > 0)),
+    }
 
 
 def class_volumes(classes: np.ndarray, n_classes: int, voxel_mm3: float) -> np.ndarray:
     """Volume of each class in mm^3."""
-    return np.bincount(classes.astype(np.int64).ravel(), minlength=n_classes)[:n_classes] * voxel_mm3
+    return (
+        np.bincount(classes.astype(np.int64).ravel(), minlength=n_classes)[:n_classes] * voxel_mm3
+    )
 
 
 def voxel_volume(affine: np.ndarray) -> float:

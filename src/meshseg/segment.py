@@ -62,8 +62,14 @@ def check_t1(t1_path: str | os.PathLike) -> None:
         raise ImageError(t1_path, str(err)) from None
 
 
-def segment_t1(t1_path: str | os.PathLike, loaded: LoadedModel, out_dir: str | os.PathLike,
-               config: InferenceConfig, compute: Compute, backend: str = "auto") -> dict:
+def segment_t1(
+    t1_path: str | os.PathLike,
+    loaded: LoadedModel,
+    out_dir: str | os.PathLike,
+    config: InferenceConfig,
+    compute: Compute,
+    backend: str = "auto",
+) -> dict:
     """Segment one T1 into ``out_dir/<subject>/`` (see the module docstring).
 
     The input and the model are checked before any file is written; ``backend`` is the
@@ -77,10 +83,18 @@ def segment_t1(t1_path: str | os.PathLike, loaded: LoadedModel, out_dir: str | o
 
     conform_file(t1_path, files["t1_conformed"], backend=backend)
     prepare_file(files["t1_conformed"], files["t1_prepared"])
-    stats = segment_file(loaded, files["t1_prepared"],
-                         LabelFiles(files["labels_conformed"], files["lut"], files["stats"]), config, compute)
+    stats = segment_file(
+        loaded,
+        files["t1_prepared"],
+        LabelFiles(files["labels_conformed"], files["lut"], files["stats"]),
+        config,
+        compute,
+    )
     labels_to_native(files["labels_conformed"], t1_path, files["labels_native"])
     write_table(volume_table(files["labels_conformed"], loaded.labelset), files["volumes"])
     log.info("%s: segmented into %s", t1_path, files["labels_native"].parent)
-    return {"subject": subject, "files": {key: str(path) for key, path in files.items()},
-            "inference": stats}
+    return {
+        "subject": subject,
+        "files": {key: str(path) for key, path in files.items()},
+        "inference": stats,
+    }

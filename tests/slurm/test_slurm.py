@@ -20,8 +20,9 @@ import pytest
 from tests.configs import config_args
 
 ROOT = Path(__file__).resolve().parents[2]
-SLURM_CONF = os.environ.get("SLURM_CONF") or str(Path(os.environ.get("MESHSEG_SLURM_DIR", "/tmp/meshseg-slurm"))
-                                                 / "slurm.conf")
+SLURM_CONF = os.environ.get("SLURM_CONF") or str(
+    Path(os.environ.get("MESHSEG_SLURM_DIR", "/tmp/meshseg-slurm")) / "slurm.conf"
+)
 ENV = {**os.environ, "SLURM_CONF": SLURM_CONF}
 RUN_LIMIT_S = 1200  # per snakemake run; the first takes about 3 minutes on 2 cores, the rerun 1
 T1 = "resources/data/MNI152-demo_volumes/MNI152-demo-4/t1weighted.nii.gz"
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.slurm
 
 
 def slurm(*args: str) -> str:
-    return subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=60, check=True).stdout
+    return subprocess.run(
+        args, capture_output=True, text=True, env=ENV, timeout=60, check=True
+    ).stdout
 
 
 def cluster_problem() -> str | None:
@@ -41,7 +44,10 @@ def cluster_problem() -> str | None:
     try:
         states = slurm("sinfo", "-h", "-N", "-o", "%T").split()
     except (subprocess.SubprocessError, OSError) as error:
-        return f"the SLURM cluster of {SLURM_CONF} does not answer (.ci/slurm.sh up starts it): {error}"
+        return (
+            f"the SLURM cluster of {SLURM_CONF} does not answer "
+            f"(.ci/slurm.sh up starts it): {error}"
+        )
     if not any(s in ("idle", "mixed", "allocated") for s in states):
         return f"no usable SLURM node (states: {states})"
     return None
@@ -57,17 +63,34 @@ def cluster():
 
 def run_on_slurm(workdir: Path) -> str:
     """snakemake all on the baby config through the SLURM profiles; its output (checked)."""
-    command = ["timeout", "-k", "30", str(RUN_LIMIT_S),
-               sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               *config_args(workdir / "overrides.yaml"),
-               "--profile", str(ROOT / "profiles/slurm"), "--profile", str(ROOT / "tests/slurm/profile"),
-               "--", "all"]
+    command = [
+        "timeout",
+        "-k",
+        "30",
+        str(RUN_LIMIT_S),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *config_args(workdir / "overrides.yaml"),
+        "--profile",
+        str(ROOT / "profiles/slurm"),
+        "--profile",
+        str(ROOT / "tests/slurm/profile"),
+        "--",
+        "all",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=ENV)
     output = result.stdout + result.stderr
     if result.returncode != 0:
         if run_id := re.search(r"SLURM run ID: (\S+)", output):  # leave no jobs behind
             subprocess.run(["scancel", "--name", run_id.group(1)], env=ENV)
-        pytest.fail(f"snakemake exited {result.returncode}\n{output[-8000:]}\n{slurmctld_log()[-3000:]}")
+        pytest.fail(
+            f"snakemake exited {result.returncode}\n{output[-8000:]}\n{slurmctld_log()[-3000:]}"
+        )
     return output
 
 
@@ -86,7 +109,9 @@ def submissions(output: str) -> dict[str, list[tuple[str, str]]]:
     rule:wildcards ... (one for a job, all members for a group job).
     """
     submitted = {}
-    for job_id, log in re.findall(r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.?$", output, re.M):
+    for job_id, log in re.findall(
+        r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.?$", output, re.M
+    ):
         targets = re.search(r"--target-jobs (.+?) --allowed-rules", Path(log).read_text())
         assert targets, f"no --target-jobs in the SLURM log {log}"
         submitted[job_id] = sorted(tuple(t.split(":", 1)) for t in shlex.split(targets.group(1)))
@@ -104,9 +129,20 @@ def test_workflow_runs_through_slurm(first_run):
     submitted = submissions(output)
     assert submitted, output[-5000:]
     rules = {rule for members in submitted.values() for rule, _ in members}
-    assert rules == {"make_demo_subject", "conform_t1", "conform_labels", "prepare_t1", "prepare_labels",
-                     "train_model", "segment_subject", "native_labels", "evaluate_subject",
-                     "dice_vs_subvolumes", "summarise_results", "measure_reference_speed"}, submitted
+    assert rules == {
+        "make_demo_subject",
+        "conform_t1",
+        "conform_labels",
+        "prepare_t1",
+        "prepare_labels",
+        "train_model",
+        "segment_subject",
+        "native_labels",
+        "evaluate_subject",
+        "dice_vs_subvolumes",
+        "summarise_results",
+        "measure_reference_speed",
+    }, submitted
     # 4 subjects x 5 preprocessing jobs, 2 models, 2 models x 2 test subjects x 4 segment-group
     # jobs, the tables and the speed measurement (figures and cards are local rules)
     assert sum(len(members) for members in submitted.values()) == 4 * 5 + 2 + 2 * 2 * 4 + 1 + 1
@@ -116,8 +152,10 @@ def test_workflow_runs_through_slurm(first_run):
     kinds = [{rule for rule, _ in members} for members in submitted.values()]
     assert sum("make_demo_subject" in k for k in kinds) == 1, submitted
     segment_jobs = [k for k in kinds if k & {"segment_subject", "dice_vs_subvolumes"}]
-    assert all(k <= {"segment_subject", "native_labels", "evaluate_subject", "dice_vs_subvolumes"}
-               for k in segment_jobs), submitted
+    assert all(
+        k <= {"segment_subject", "native_labels", "evaluate_subject", "dice_vs_subvolumes"}
+        for k in segment_jobs
+    ), submitted
     assert 2 <= len(segment_jobs) <= 4, submitted
     log = slurmctld_log()
     for job_id in submitted:  # the controller submitted, ran and finished every one of them
@@ -135,13 +173,23 @@ def test_touching_one_subject_resubmits_only_its_jobs(first_run):
     os.utime(t1, (later, later))
     submitted = submissions(run_on_slurm(workdir))
     members = [job for jobs in submitted.values() for job in jobs]
-    assert {rule for rule, _ in members} == {"conform_t1", "prepare_t1", "segment_subject", "native_labels",
-                                             "evaluate_subject", "dice_vs_subvolumes", "summarise_results"}, submitted
+    assert {rule for rule, _ in members} == {
+        "conform_t1",
+        "prepare_t1",
+        "segment_subject",
+        "native_labels",
+        "evaluate_subject",
+        "dice_vs_subvolumes",
+        "summarise_results",
+    }, submitted
     per_subject = [w for rule, w in members if rule != "summarise_results"]
     assert per_subject and all("subject=MNI152-demo-4" in w for w in per_subject), submitted
     assert len([1 for rule, _ in members if rule == "segment_subject"]) == 2  # one per model
     assert len(submitted) == 3, submitted  # preprocessing, segment (both models), tables
-    for job_id, jobs in submitted.items():  # the controller's record of each job, still held (MinJobAge)
+    for (
+        job_id,
+        jobs,
+    ) in submitted.items():  # the controller's record of each job, still held (MinJobAge)
         record = slurm("scontrol", "show", "job", job_id)
         assert "JobState=COMPLETED" in record, record
         comment = re.search(r"Comment=(\S+)", record).group(1)

@@ -3,18 +3,36 @@ import pytest
 import torch
 
 from meshseg.labels import load_labelset
-from meshseg.nn.checkpoint import (DEFAULT_PATCH, load, load_checkpoint, restore_rng_state, rng_state,
-                                   save_checkpoint, weight_bytes)
+from meshseg.nn.checkpoint import (
+    DEFAULT_PATCH,
+    load,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+    weight_bytes,
+)
 from meshseg.nn.models import build_model, model_config
 
 
 def test_round_trip(tmp_path):
     spec = model_config("meshnet", 3)
     model = build_model(spec)
-    save_checkpoint({"model": model.state_dict(), "model_config": spec,
-                     "labelset": load_labelset("demo_gwm").to_dict(), "step": 7}, tmp_path / "c.pt")
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "model_config": spec,
+            "labelset": load_labelset("demo_gwm").to_dict(),
+            "step": 7,
+        },
+        tmp_path / "c.pt",
+    )
     loaded = load(tmp_path / "c.pt")
-    assert loaded.info["step"] == 7 and loaded.labelset.n_classes == 3 and "meshseg_version" in loaded.info
+    assert (
+        loaded.info["step"] == 7
+        and loaded.labelset.n_classes == 3
+        and "meshseg_version" in loaded.info
+    )
     assert "model" not in loaded.info and loaded.spec == spec and loaded.path == tmp_path / "c.pt"
     assert loaded.patch == DEFAULT_PATCH and not loaded.model.training  # no train_config: 38
     for name, tensor in model.state_dict().items():
@@ -26,16 +44,25 @@ def test_round_trip(tmp_path):
 
 def test_patch_comes_from_the_train_config(tmp_path):
     spec = model_config("meshnet", 3)
-    save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec, "step": 0,
-                     "labelset": load_labelset("demo_gwm").to_dict(), "train_config": {"patch": 24}},
-                    tmp_path / "c.pt")
+    save_checkpoint(
+        {
+            "model": build_model(spec).state_dict(),
+            "model_config": spec,
+            "step": 0,
+            "labelset": load_labelset("demo_gwm").to_dict(),
+            "train_config": {"patch": 24},
+        },
+        tmp_path / "c.pt",
+    )
     assert load(tmp_path / "c.pt").patch == 24
 
 
 def test_truncated_checkpoint_names_the_file(tmp_path):
     spec = model_config("meshnet", 3)
-    save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
-                     "labelset": {}, "step": 0}, tmp_path / "c.pt")
+    save_checkpoint(
+        {"model": build_model(spec).state_dict(), "model_config": spec, "labelset": {}, "step": 0},
+        tmp_path / "c.pt",
+    )
     data = (tmp_path / "c.pt").read_bytes()
     (tmp_path / "c.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"c\.pt: not a readable checkpoint"):
@@ -46,9 +73,15 @@ def test_foreign_pickle_and_wrong_architecture(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"other\.pt: not a meshseg checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
-    save_checkpoint({"model": build_model(model_config("unet", 3, width=2)).state_dict(),
-                     "model_config": model_config("meshnet", 3),
-                     "labelset": load_labelset("demo_gwm").to_dict(), "step": 0}, tmp_path / "x.pt")
+    save_checkpoint(
+        {
+            "model": build_model(model_config("unet", 3, width=2)).state_dict(),
+            "model_config": model_config("meshnet", 3),
+            "labelset": load_labelset("demo_gwm").to_dict(),
+            "step": 0,
+        },
+        tmp_path / "x.pt",
+    )
     with pytest.raises(ValueError, match=r"x\.pt: weights do not fit"):
         load(tmp_path / "x.pt")
     with pytest.raises(ValueError, match="checkpoint not found"):
@@ -61,8 +94,10 @@ def test_random_states_resume_the_training_gpus_generator(tmp_path, monkeypatch)
     monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: gpu_state.clone())
     monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append(state))
     cuda, cpu, rng = torch.device("cuda"), torch.device("cpu"), np.random.default_rng(0)
-    save_checkpoint({"model": {}, "model_config": {}, "labelset": {}, "step": 0,
-                     "rng": rng_state(rng, cuda)}, tmp_path / "c.pt")
+    save_checkpoint(
+        {"model": {}, "model_config": {}, "labelset": {}, "step": 0, "rng": rng_state(rng, cuda)},
+        tmp_path / "c.pt",
+    )
     expected = rng.random(3), torch.rand(3)
 
     state = load_checkpoint(tmp_path / "c.pt")["rng"]

@@ -18,7 +18,18 @@ def test_conform_command_writes_a_conformed_image(tmp_path):
     data = np.zeros((20, 20, 20), np.int16)
     data[5:15, 5:15, 5:15] = 1000
     save_image(data, np.diag([1.2, 1.0, 1.0, 1.0]), tmp_path / "in.nii.gz")
-    assert main(["conform", str(tmp_path / "in.nii.gz"), str(tmp_path / "out.nii.gz"), "--backend", "python"]) == 0
+    assert (
+        main(
+            [
+                "conform",
+                str(tmp_path / "in.nii.gz"),
+                str(tmp_path / "out.nii.gz"),
+                "--backend",
+                "python",
+            ]
+        )
+        == 0
+    )
     out = nib.load(tmp_path / "out.nii.gz")
     assert out.shape == (256, 256, 256) and out.get_data_dtype() == np.uint8
     assert np.asarray(out.dataobj).max() == 255
@@ -27,7 +38,18 @@ def test_conform_command_writes_a_conformed_image(tmp_path):
 def test_dice_command_prints_a_table(tmp_path, capsys):
     labels = np.array([0, 1, 2, 2]).reshape(1, 2, 2)
     save_image(labels.astype(np.uint8), np.eye(4), tmp_path / "a.nii.gz")
-    assert main(["dice", str(tmp_path / "a.nii.gz"), str(tmp_path / "a.nii.gz"), "--labelset", "demo_gwm"]) == 0
+    assert (
+        main(
+            [
+                "dice",
+                str(tmp_path / "a.nii.gz"),
+                str(tmp_path / "a.nii.gz"),
+                "--labelset",
+                "demo_gwm",
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split("\t") == ["class", "id", "name", "dice", "predicted_mm3", "true_mm3"]
     assert lines[3].split("\t")[2:4] == ["white-matter", "1.0000"]
@@ -49,9 +71,25 @@ def demo_t1(tmp_path_factory):
 
 
 def test_segment_command_writes_every_output_on_the_t1_grid(tmp_path, demo_t1):
-    checkpoint = tiny_checkpoint(tmp_path / "c.pt", overrides={"channels": 2, "dilations": [1, 2]})  # fast
-    args = ["segment", str(demo_t1), "--model", str(checkpoint), "-o", str(tmp_path / "out"),
-            "--mode", "whole", "--device", "cpu", "--precision", "fp32", "--backend", "python"]
+    checkpoint = tiny_checkpoint(
+        tmp_path / "c.pt", overrides={"channels": 2, "dilations": [1, 2]}
+    )  # fast
+    args = [
+        "segment",
+        str(demo_t1),
+        "--model",
+        str(checkpoint),
+        "-o",
+        str(tmp_path / "out"),
+        "--mode",
+        "whole",
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--backend",
+        "python",
+    ]
     assert main(args) == 0
     folder = tmp_path / "out" / "sub-02_T1w"
     assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUTS.values())
@@ -61,7 +99,9 @@ def test_segment_command_writes_every_output_on_the_t1_grid(tmp_path, demo_t1):
     assert nib.load(folder / "labels_conformed.nii.gz").shape == (256, 256, 256)
     volumes = pd.read_csv(folder / "volumes.tsv", sep="\t")
     assert volumes["name"].tolist() == ["Unknown", "gray-matter", "white-matter"]
-    assert volumes["predicted_mm3"].sum() == pytest.approx(256**3, rel=1e-5)  # 1 mm^3 voxels, 6 digits
+    assert volumes["predicted_mm3"].sum() == pytest.approx(
+        256**3, rel=1e-5
+    )  # 1 mm^3 voxels, 6 digits
     assert json.loads((folder / "inference.json").read_text())["mode"] == "whole"
 
 
@@ -81,9 +121,16 @@ def write_bad_input(path, kind):
         path.write_text("this is not an image\n")
 
 
-@pytest.mark.parametrize("kind,problem", [("4-D", "expected a 3-D image"), ("2-D", "expected a 3-D image"),
-                                          ("NaN", "NaN or Inf"), ("constant", "constant image"),
-                                          ("text", "not a readable NIfTI")])
+@pytest.mark.parametrize(
+    "kind,problem",
+    [
+        ("4-D", "expected a 3-D image"),
+        ("2-D", "expected a 3-D image"),
+        ("NaN", "NaN or Inf"),
+        ("constant", "constant image"),
+        ("text", "not a readable NIfTI"),
+    ],
+)
 def test_segment_rejects_bad_input_in_one_line(tmp_path, capsys, kind, problem):
     bad = tmp_path / "bad.nii.gz"
     write_bad_input(bad, kind)

@@ -54,7 +54,9 @@ def oblique_pair():
     t1[cube] = 400
     labels = np.full(OBLIQUE_SHAPE, 7, np.int32)
     labels[cube] = 2035
-    return conform(nib.Nifti1Image(t1, OBLIQUE)), conform(nib.Nifti1Image(labels, OBLIQUE), labels=True)
+    return conform(nib.Nifti1Image(t1, OBLIQUE)), conform(
+        nib.Nifti1Image(labels, OBLIQUE), labels=True
+    )
 
 
 def test_affine_of_a_ras_image_keeps_its_centre():

@@ -3,11 +3,19 @@
 import pytest
 import yaml
 
-from meshseg.data.datasets import DATA_LICENCES, data_licence, find_subjects, folder_sheet, resolve_dataset
+from meshseg.data.datasets import (
+    DATA_LICENCES,
+    data_licence,
+    find_subjects,
+    folder_sheet,
+    resolve_dataset,
+)
 
 SPLIT = {"train": 70, "validation": 10, "test": 20}
-LAYOUT = {"t1": "raw/{cohort}_volumes/{subject}/t1weighted.nii.gz",
-          "labels": "raw/{cohort}_volumes/{subject}/{label_file}"}
+LAYOUT = {
+    "t1": "raw/{cohort}_volumes/{subject}/t1weighted.nii.gz",
+    "labels": "raw/{cohort}_volumes/{subject}/{label_file}",
+}
 SHEET = "subject\tcohort\tsplit\nb\tMMRR-21\ttest\na\tOASIS-TRT-20\ttrain\n"
 
 
@@ -34,7 +42,9 @@ def scans(tmp_path):
 
 
 def test_subjects_are_found_by_pattern_with_optional_labels(scans):
-    found = find_subjects(f"{scans}/{{subject}}/anat/T1w.nii.gz", f"{scans}/{{subject}}/anat/labels.nii.gz")
+    found = find_subjects(
+        f"{scans}/{{subject}}/anat/T1w.nii.gz", f"{scans}/{{subject}}/anat/labels.nii.gz"
+    )
     assert found["subject"].tolist() == ["sub-01", "sub-02", "sub-03", "sub-04"]
     assert found.loc[0, "t1"] == f"{scans}/sub-01/anat/T1w.nii.gz"
     assert found.loc[0, "labels"] == f"{scans}/sub-01/anat/labels.nii.gz"
@@ -47,22 +57,31 @@ def test_without_a_label_pattern_no_subject_has_labels(scans):
 
 
 def test_file_name_patterns_work_too(tmp_path):
-    touch(tmp_path / "a_T1w.nii.gz"), touch(tmp_path / "b_T1w.nii.gz"), touch(tmp_path / "b_T2w.nii.gz")
+    (
+        touch(tmp_path / "a_T1w.nii.gz"),
+        touch(tmp_path / "b_T1w.nii.gz"),
+        touch(tmp_path / "b_T2w.nii.gz"),
+    )
     assert find_subjects(f"{tmp_path}/{{subject}}_T1w.nii.gz")["subject"].tolist() == ["a", "b"]
 
 
-@pytest.mark.parametrize("pattern,problem", [
-    ("data/t1.nii.gz", "exactly once"),
-    ("data/{subject}/{subject}.nii.gz", "exactly once"),
-    ("nowhere/{subject}.nii.gz", "no T1 matches"),
-])
+@pytest.mark.parametrize(
+    "pattern,problem",
+    [
+        ("data/t1.nii.gz", "exactly once"),
+        ("data/{subject}/{subject}.nii.gz", "exactly once"),
+        ("nowhere/{subject}.nii.gz", "no T1 matches"),
+    ],
+)
 def test_bad_patterns_are_named(pattern, problem):
     with pytest.raises(ValueError, match=problem):
         find_subjects(pattern)
 
 
 def test_labelled_subjects_are_split_and_unlabelled_ones_are_test(scans):
-    found = find_subjects(f"{scans}/{{subject}}/anat/T1w.nii.gz", f"{scans}/{{subject}}/anat/labels.nii.gz")
+    found = find_subjects(
+        f"{scans}/{{subject}}/anat/T1w.nii.gz", f"{scans}/{{subject}}/anat/labels.nii.gz"
+    )
     sheet = folder_sheet(found, SPLIT, seed=0, train=True)
     assert sheet.loc["sub-04", "split"] == "test"
     assert sorted(sheet.loc[["sub-01", "sub-02", "sub-03"], "split"]) == ["test", "train", "train"]
@@ -117,8 +136,12 @@ def test_a_missing_demo_sheet_is_named(tmp_path):
 
 def folder_config(scans, sheet: str = "") -> dict:
     config = shipped_config(dataset="folder")
-    config["folder"] = {**config["folder"], "t1": f"{scans}/{{subject}}/anat/T1w.nii.gz",
-                        "labels": f"{scans}/{{subject}}/anat/labels.nii.gz", "sheet": sheet}
+    config["folder"] = {
+        **config["folder"],
+        "t1": f"{scans}/{{subject}}/anat/T1w.nii.gz",
+        "labels": f"{scans}/{{subject}}/anat/labels.nii.gz",
+        "sheet": sheet,
+    }
     return config
 
 
@@ -127,7 +150,9 @@ def test_folder_subjects_are_found_and_split_with_the_split_seed(scans):
     assert table.index.tolist() == ["sub-01", "sub-02", "sub-03", "sub-04"]
     assert table.loc["sub-04", "labels"] == "" and table.loc["sub-04", "split"] == "test"
     assert table.loc["sub-01", "t1"] == f"{scans}/sub-01/anat/T1w.nii.gz"
-    found = find_subjects(f"{scans}/{{subject}}/anat/T1w.nii.gz", f"{scans}/{{subject}}/anat/labels.nii.gz")
+    found = find_subjects(
+        f"{scans}/{{subject}}/anat/T1w.nii.gz", f"{scans}/{{subject}}/anat/labels.nii.gz"
+    )
     assert table["split"].equals(folder_sheet(found, SPLIT, seed=0, train=True)["split"])
 
 
@@ -138,7 +163,10 @@ def test_a_folder_sheet_chooses_the_subjects_and_each_needs_a_t1(scans, tmp_path
     assert table["split"].to_dict() == {"sub-01": "train", "sub-04": "test"}
     assert table.loc["sub-01", "labels"] == f"{scans}/sub-01/anat/labels.nii.gz"
     sheet.write_text("subject\tcohort\tsplit\nsub-01\tmine\ttrain\nsub-09\tmine\ttest\n")
-    with pytest.raises(ValueError, match=r"mine.tsv: subjects \['sub-09'\] have no T1 matching folder.t1 .*T1w.nii.gz"):
+    with pytest.raises(
+        ValueError,
+        match=r"mine.tsv: subjects \['sub-09'\] have no T1 matching folder.t1 .*T1w.nii.gz",
+    ):
         resolve_dataset(folder_config(scans, str(sheet)), LAYOUT)
 
 

@@ -31,7 +31,9 @@ def _make(folder: Path, index: int, seed: int = SEED) -> Subject:
     t1_path, labels_path = folder / f"t1_{index}.nii.gz", folder / f"labels_{index}.nii.gz"
     make_demo_subject(index, seed, t1_path, labels_path)
     t1_img, labels_img = nib.load(t1_path), nib.load(labels_path)
-    return Subject(np.asanyarray(t1_img.dataobj), np.asanyarray(labels_img.dataobj), t1_img, labels_img)
+    return Subject(
+        np.asanyarray(t1_img.dataobj), np.asanyarray(labels_img.dataobj), t1_img, labels_img
+    )
 
 
 def _world_centre(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:

@@ -39,9 +39,17 @@ def test_a_class_in_neither_truth_nor_prediction_has_no_dice(tmp_path):
 
 def test_subject_scores_count_false_positive_classes_and_skip_absent_ones():
     # class 2 predicted but not in the truth (Dice 0); class 3 in neither (no Dice)
-    structures = pd.DataFrame({"subject": "s1", "model": "m", "class": [0, 1, 2, 3],
-                               "dice": [0.9, 0.8, 0.0, np.nan], "native_dice": [0.9, 0.6, 0.0, np.nan],
-                               "predicted_mm3": [90.0, 40.0, 5.0, 0.0], "true_mm3": [100.0, 50.0, 0.0, 0.0]})
+    structures = pd.DataFrame(
+        {
+            "subject": "s1",
+            "model": "m",
+            "class": [0, 1, 2, 3],
+            "dice": [0.9, 0.8, 0.0, np.nan],
+            "native_dice": [0.9, 0.6, 0.0, np.nan],
+            "predicted_mm3": [90.0, 40.0, 5.0, 0.0],
+            "true_mm3": [100.0, 50.0, 0.0, 0.0],
+        }
+    )
     [row] = subject_scores(structures).to_dict("records")
     assert row["foreground_dice"] == pytest.approx(0.4)  # (0.8 + 0) / 2
     assert row["native_foreground_dice"] == pytest.approx(0.3)
@@ -68,8 +76,15 @@ def test_summarise_builds_the_three_tables(tmp_path):
     for model, arch, pred in [("mesh", "meshnet", truth), ("u", "unet", np.zeros_like(truth))]:
         spec = model_config(arch, 3, width=2)
         checkpoints[model] = tmp_path / f"{model}.pt"
-        save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
-                         "labelset": load_labelset("demo_gwm").to_dict(), "step": 1}, checkpoints[model])
+        save_checkpoint(
+            {
+                "model": build_model(spec).state_dict(),
+                "model_config": spec,
+                "labelset": load_labelset("demo_gwm").to_dict(),
+                "step": 1,
+            },
+            checkpoints[model],
+        )
         stats[model] = []
         for subject in ("s1", "s2", "unlabelled"):
             folder = tmp_path / model / subject
@@ -77,29 +92,59 @@ def test_summarise_builds_the_three_tables(tmp_path):
             pred_path, truth_path = write_pair(folder, pred, truth)
             if subject == "unlabelled":
                 truth_path = None
-            evaluate_subject(pred_path, pred_path, truth_path, truth_path, "demo_gwm", subject, model,
-                             folder / "m.tsv")
+            evaluate_subject(
+                pred_path,
+                pred_path,
+                truth_path,
+                truth_path,
+                "demo_gwm",
+                subject,
+                model,
+                folder / "m.tsv",
+            )
             metrics.append(folder / "m.tsv")
-            (folder / "inference.json").write_text(json.dumps(
-                {"seconds": 2.0, "subvolumes": 10, "subvolumes_per_second": 5.0, "device": "cpu"}))
+            (folder / "inference.json").write_text(
+                json.dumps(
+                    {
+                        "seconds": 2.0,
+                        "subvolumes": 10,
+                        "subvolumes_per_second": 5.0,
+                        "device": "cpu",
+                    }
+                )
+            )
             stats[model].append(folder / "inference.json")
-    comparison = summarise(metrics, checkpoints, stats, tmp_path / "dice.tsv", tmp_path / "volumes.tsv",
-                           tmp_path / "comparison.tsv")
+    comparison = summarise(
+        metrics,
+        checkpoints,
+        stats,
+        tmp_path / "dice.tsv",
+        tmp_path / "volumes.tsv",
+        tmp_path / "comparison.tsv",
+    )
     assert list(comparison.columns) == COMPARISON_COLUMNS
     rows = comparison.set_index("model")
-    assert rows.loc["mesh", "foreground_dice_mean"] == 1.0 and rows.loc["mesh", "foreground_dice_sd"] == 0
+    assert (
+        rows.loc["mesh", "foreground_dice_mean"] == 1.0
+        and rows.loc["mesh", "foreground_dice_sd"] == 0
+    )
     assert rows.loc["u", "foreground_dice_mean"] == 0.0
     # all-background prediction: Dice 0.5 for background (TP 2, FP 4), 0 for GM and WM
     assert rows.loc["u", "macro_dice_mean"] == pytest.approx(0.5 / 3)
     assert rows.loc["u", "classes_in_truth_mean"] == 3
     assert rows.loc["mesh", "parameters"] == 72_516
     assert rows.loc["u", "checkpoint_bytes"] == checkpoints["u"].stat().st_size
-    assert rows.loc["mesh", "subvolumes_per_second"] == 5.0 and rows.loc["mesh", "seconds_per_subject"] == 2.0
+    assert (
+        rows.loc["mesh", "subvolumes_per_second"] == 5.0
+        and rows.loc["mesh", "seconds_per_subject"] == 2.0
+    )
     dice = pd.read_csv(tmp_path / "dice.tsv", sep="\t")
     assert list(dice.columns) == ["subject", "model", "class", "id", "name", "dice", "native_dice"]
     assert len(dice) == 12 and "unlabelled" not in set(dice["subject"])
     assert (dice["dice"] == dice["native_dice"]).all()
-    assert rows.loc["mesh", "subjects"] == 2 and rows.loc["mesh", "native_foreground_dice_mean"] == 1.0
+    assert (
+        rows.loc["mesh", "subjects"] == 2 and rows.loc["mesh", "native_foreground_dice_mean"] == 1.0
+    )
     volumes = pd.read_csv(tmp_path / "volumes.tsv", sep="\t")
     assert len(volumes) == 18 and volumes["true_mm3"].sum() == 4 * 12
     assert volumes.loc[volumes["subject"] == "unlabelled", "true_mm3"].isna().all()
@@ -128,7 +173,11 @@ def test_float_label_maps_follow_the_one_integer_policy(tmp_path):
     save_image(truth + 1e-4, AFFINE, tmp_path / "pred.nii.gz")  # whole within 1e-3: rounded
     save_image(truth + 0.4, AFFINE, tmp_path / "truth.nii.gz")
     with pytest.raises(ImageError, match=r"truth\.nii\.gz: label image has non-integral values"):
-        structure_table(tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz", load_labelset("demo_gwm"))
+        structure_table(
+            tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz", load_labelset("demo_gwm")
+        )
     save_image(truth, AFFINE, tmp_path / "truth.nii.gz")
-    table = structure_table(tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz", load_labelset("demo_gwm"))
+    table = structure_table(
+        tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz", load_labelset("demo_gwm")
+    )
     np.testing.assert_allclose(table["dice"], [1.0, 1.0, 1.0])

@@ -59,13 +59,17 @@ def test_meshnet_labels_match_pytorch_on_any_size(tmp_path, prepared_t1):
     assert out.is_file() and [p.name for p in out.parent.iterdir()] == ["meshnet.onnx"]
     region = prepared_t1[80:176, 80:176, 80:176][None, None]  # 96^3 of the brain
     assert agreement(checkpoint, out, region) >= 0.9999
-    crops = np.stack([prepared_t1[100:138, 90:125, 110:150], prepared_t1[120:158, 130:165, 60:100]])[:, None]
+    crops = np.stack(
+        [prepared_t1[100:138, 90:125, 110:150], prepared_t1[120:158, 130:165, 60:100]]
+    )[:, None]
     assert agreement(checkpoint, out, crops) >= 0.9999
 
 
 def test_unet_labels_match_pytorch_with_any_batch(tmp_path, prepared_t1):
     starts = [(90, 100, 110), (128, 128, 128), (100, 150, 80)]
-    crops = np.stack([prepared_t1[a:a + 38, b:b + 38, c:c + 38] for a, b, c in starts])[:, None]
+    crops = np.stack([prepared_t1[a : a + 38, b : b + 38, c : c + 38] for a, b, c in starts])[
+        :, None
+    ]
     checkpoint = calibrated(tiny_checkpoint(tmp_path / "unet.pt", arch="unet", width=4), crops)
     out = export_onnx(load(checkpoint), tmp_path / "unet.onnx")
     assert agreement(checkpoint, out, crops) >= 0.9999
@@ -75,8 +79,11 @@ def test_unet_labels_match_pytorch_with_any_batch(tmp_path, prepared_t1):
 def test_metadata_names_the_classes(tmp_path):
     out = export_onnx(load(tiny_checkpoint(tmp_path / "c.pt")), tmp_path / "c.onnx")
     props = {p.key: p.value for p in onnx.load(out).metadata_props}
-    assert [c["name"] for c in json.loads(props["labelset"])["classes"]] == \
-        ["Unknown", "gray-matter", "white-matter"]
+    assert [c["name"] for c in json.loads(props["labelset"])["classes"]] == [
+        "Unknown",
+        "gray-matter",
+        "white-matter",
+    ]
     assert json.loads(props["model_config"])["arch"] == "meshnet"
 
 

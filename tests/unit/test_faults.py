@@ -139,8 +139,8 @@ from meshseg.labels import load_labelset
 from meshseg.nn.checkpoint import load, load_checkpoint, save_checkpoint
 from meshseg.nn.crops import TrainingData, Volume, load_volumes
 from meshseg.nn.inference import InferenceConfig, LabelFiles, segment_file
-from meshseg.nn.runtime import Compute
 from meshseg.nn.models import build_model, model_config
+from meshseg.nn.runtime import Compute
 from meshseg.nn.training import TrainConfig, train
 from meshseg.report.evaluation import structure_table
 from tests.conftest import sphere_volume
@@ -167,7 +167,7 @@ def small_t1(path: Path, shape=(12, 12, 12), dtype=np.float32) -> Path:
 
 
 def fails_cleanly(call, path: Path, problem: str, out_dir: Path, error=ImageError) -> str:
-    """``call()`` raises ``error`` naming ``path`` then ``problem``; nothing written under ``out_dir``."""
+    """``call()`` raises ``error`` naming ``path``, then ``problem``; ``out_dir`` stays empty."""
     with pytest.raises(error) as info:
         call()
     message = str(info.value)
@@ -184,35 +184,53 @@ def test_truncated_nii_gz_fails_naming_the_file_and_leaves_no_output(tmp_path):
     path = small_t1(tmp_path / "t1weighted.nii.gz", shape=(20, 20, 20))
     path.write_bytes(path.read_bytes()[:1500])
     out = tmp_path / "out"
-    fails_cleanly(lambda: conform_file(path, out / "t1.nii.gz", backend="python"), path,
-                  "not a readable NIfTI/MGZ image", out)
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+        path,
+        "not a readable NIfTI/MGZ image",
+        out,
+    )
 
 
-@pytest.mark.parametrize("content", [gzip.compress(b"subject,age\nsub-1,30\n"),
-                                     b"subject,age\nsub-1,30\n" * 30, b""],
-                         ids=["gzipped-text", "plain-text", "empty"])
+@pytest.mark.parametrize(
+    "content",
+    [gzip.compress(b"subject,age\nsub-1,30\n"), b"subject,age\nsub-1,30\n" * 30, b""],
+    ids=["gzipped-text", "plain-text", "empty"],
+)
 def test_file_that_is_not_a_nifti_fails_naming_the_file(tmp_path, content):
     path = tmp_path / "t1weighted.nii.gz"
     path.write_bytes(content)
     out = tmp_path / "out"
-    fails_cleanly(lambda: conform_file(path, out / "t1.nii.gz", backend="python"), path,
-                  "not a readable NIfTI/MGZ image", out)
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+        path,
+        "not a readable NIfTI/MGZ image",
+        out,
+    )
 
 
 def test_4d_image_fails_naming_the_file_and_its_shape(tmp_path):
     path = tmp_path / "bold.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((6, 6, 6, 3), np.float32), np.eye(4)), path)
     out = tmp_path / "out"
-    fails_cleanly(lambda: conform_file(path, out / "t1.nii.gz", backend="python"), path,
-                  "expected a 3-D image, got shape (6, 6, 6, 3)", out)
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+        path,
+        "expected a 3-D image, got shape (6, 6, 6, 3)",
+        out,
+    )
 
 
 def test_2d_image_fails_naming_the_file_and_its_shape(tmp_path):
     path = tmp_path / "slice.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((6, 7), np.float32), np.eye(4)), path)
     out = tmp_path / "out"
-    fails_cleanly(lambda: conform_file(path, out / "t1.nii.gz", backend="python"), path,
-                  "expected a 3-D image, got shape (6, 7)", out)
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+        path,
+        "expected a 3-D image, got shape (6, 7)",
+        out,
+    )
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
@@ -222,8 +240,12 @@ def test_nan_or_inf_voxels_fail_naming_the_file_and_their_count(tmp_path, value)
     path = tmp_path / "t1weighted.nii.gz"
     nib.save(nib.Nifti1Image(data, np.eye(4)), path)
     out = tmp_path / "out"
-    fails_cleanly(lambda: conform_file(path, out / "t1.nii.gz", backend="python"), path,
-                  "2 voxels are NaN or Inf", out)
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+        path,
+        "2 voxels are NaN or Inf",
+        out,
+    )
 
 
 @pytest.mark.parametrize("step", ["conform", "prepare"])
@@ -248,8 +270,12 @@ def test_labels_that_are_not_integers_fail_naming_the_file(tmp_path, step):
     out = tmp_path / "out"
     run = conform_file if step == "conform" else prepare_file
     kwargs = {"backend": "python"} if step == "conform" else {"size": 16}
-    fails_cleanly(lambda: run(path, out / "labels.nii.gz", labels=True, **kwargs), path,
-                  "label image has non-integral values (0.5 from a whole number)", out)
+    fails_cleanly(
+        lambda: run(path, out / "labels.nii.gz", labels=True, **kwargs),
+        path,
+        "label image has non-integral values (0.5 from a whole number)",
+        out,
+    )
 
 
 def test_label_ids_outside_the_chosen_set_fail_naming_the_file_and_ids(tmp_path):
@@ -258,8 +284,11 @@ def test_label_ids_outside_the_chosen_set_fail_naming_the_file_and_ids(tmp_path)
     labels[0, 0, :3] = 1002
     save_image(image, AFFINE, tmp_path / "t1.nii.gz")
     save_image(labels, AFFINE, tmp_path / "labels.nii.gz")
-    with pytest.raises(ValueError, match=r"labels\.nii\.gz: label ids not in label set "
-                                         r"'demo_gwm' \(id: voxels\) \{1002: 3\}"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels\.nii\.gz: label ids not in label set "
+        r"'demo_gwm' \(id: voxels\) \{1002: 3\}",
+    ):
         load_volumes([tmp_path / "t1.nii.gz"], [tmp_path / "labels.nii.gz"], LABELSET)
 
 
@@ -270,8 +299,10 @@ def test_t1_and_labels_of_different_shape_fail_naming_both_files(tmp_path):
     save_image(labels[:, :, :15], AFFINE, lab)
     with pytest.raises(ImageError) as info:
         load_volumes([t1], [lab], LABELSET)
-    assert str(info.value) == (f"{lab}: shape (16, 16, 15) differs from (16, 16, 16) of {t1}; "
-                               "both must be on the same voxel grid")
+    assert str(info.value) == (
+        f"{lab}: shape (16, 16, 15) differs from (16, 16, 16) of {t1}; "
+        "both must be on the same voxel grid"
+    )
 
 
 def test_t1_and_labels_of_different_affine_fail_naming_both_files(tmp_path):
@@ -281,7 +312,9 @@ def test_t1_and_labels_of_different_affine_fail_naming_both_files(tmp_path):
     shifted[:3, 3] = [0.0, 2.0, 0.0]  # same shape, 2 mm apart
     save_image(image, AFFINE, t1)
     save_image(labels, shifted, lab)
-    with pytest.raises(ImageError, match=rf"^{lab}: affine differs from that of {t1} \(by up to 2\)"):
+    with pytest.raises(
+        ImageError, match=rf"^{lab}: affine differs from that of {t1} \(by up to 2\)"
+    ):
         load_volumes([t1], [lab], LABELSET)
 
 
@@ -304,12 +337,18 @@ def test_missing_subject_file_fails_naming_the_file(tmp_path, missing):
     out = tmp_path / "out"
     if missing == "sheet":
         path = tmp_path / "subjects.tsv"
-        with pytest.raises(ValueError, match=rf"^{path}: cannot read the subject sheet .*No such file"):
+        with pytest.raises(
+            ValueError, match=rf"^{path}: cannot read the subject sheet .*No such file"
+        ):
             read_subject_sheet(path)
     elif missing == "t1":
         path = tmp_path / "sub-1" / "t1weighted.nii.gz"
-        fails_cleanly(lambda: conform_file(path, out / "t1.nii.gz", backend="python"), path,
-                      "file not found", out)
+        fails_cleanly(
+            lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+            path,
+            "file not found",
+            out,
+        )
     else:
         image, _ = sphere_volume(size=8)
         save_image(image, AFFINE, tmp_path / "t1.nii.gz")
@@ -323,55 +362,101 @@ def test_missing_subject_file_fails_naming_the_file(tmp_path, missing):
 
 def tiny_checkpoint(path: Path, spec: dict = MESHNET, labelset=LABELSET, seed: int = 0) -> Path:
     torch.manual_seed(seed)
-    save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
-                     "labelset": labelset.to_dict(), "step": 0, "train_config": {"patch": 16}}, path)
+    save_checkpoint(
+        {
+            "model": build_model(spec).state_dict(),
+            "model_config": spec,
+            "labelset": labelset.to_dict(),
+            "step": 0,
+            "train_config": {"patch": 16},
+        },
+        path,
+    )
     return path
 
 
 def segment(checkpoint: Path, image: Path, out: Path) -> dict:
     """The real segment_file on a prepared 48^3 volume, 30 16^3 subvolumes, fp32 on CPU."""
-    config = InferenceConfig(n_subvolumes=30, batch_size=8, precision="fp32", device="cpu",
-                             channels_last=False)
-    return segment_file(load(checkpoint), image,
-                        LabelFiles(out / "labels.nii.gz", out / "labels_lut.txt", out / "inference.json"),
-                        config, Compute.from_config(config))
+    config = InferenceConfig(
+        n_subvolumes=30, batch_size=8, precision="fp32", device="cpu", channels_last=False
+    )
+    return segment_file(
+        load(checkpoint),
+        image,
+        LabelFiles(out / "labels.nii.gz", out / "labels_lut.txt", out / "inference.json"),
+        config,
+        Compute.from_config(config),
+    )
 
 
-def test_corrupt_checkpoint_fails_segmentation_naming_the_file_and_writes_nothing(tmp_path, prepared_pair):
+def test_corrupt_checkpoint_fails_segmentation_naming_the_file_and_writes_nothing(
+    tmp_path, prepared_pair
+):
     checkpoint = tiny_checkpoint(tmp_path / "checkpoint.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
     out = tmp_path / "pred"
-    fails_cleanly(lambda: segment(checkpoint, prepared_pair[0], out), checkpoint,
-                  "not a readable checkpoint", out, error=ValueError)
+    fails_cleanly(
+        lambda: segment(checkpoint, prepared_pair[0], out),
+        checkpoint,
+        "not a readable checkpoint",
+        out,
+        error=ValueError,
+    )
 
 
 def test_checkpoint_of_another_architecture_fails_naming_the_file(tmp_path):
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint({"model": build_model(model_config("unet", 3, width=2)).state_dict(),
-                     "model_config": MESHNET, "labelset": LABELSET.to_dict(), "step": 0}, path)
-    with pytest.raises(ValueError, match=rf"^{path}: weights do not fit the architecture "
-                                         r"\{'arch': 'meshnet'"):
+    save_checkpoint(
+        {
+            "model": build_model(model_config("unet", 3, width=2)).state_dict(),
+            "model_config": MESHNET,
+            "labelset": LABELSET.to_dict(),
+            "step": 0,
+        },
+        path,
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"^{path}: weights do not fit the architecture "
+        r"\{'arch': 'meshnet'",
+    ):
         load(path)
 
 
 def test_checkpoint_of_another_label_set_fails_naming_the_file(tmp_path):
     gwm = tiny_checkpoint(tmp_path / "gwm.pt")
     dkt62 = load_labelset("dkt62")
-    with pytest.raises(ValueError, match=rf"^{gwm}: trained for label set 'demo_gwm' \(3 classes\), "
-                                         rf"not 'dkt62' \({dkt62.n_classes} classes\)$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^{gwm}: trained for label set 'demo_gwm' \(3 classes\), "
+        rf"not 'dkt62' \({dkt62.n_classes} classes\)$",
+    ):
         load(gwm, dkt62)
     assert load(gwm, LABELSET).labelset == LABELSET  # the right set passes
     # weights for 3 classes stored beside a label set of another size
     odd = tmp_path / "odd.pt"
     save_checkpoint({**load_checkpoint(gwm), "labelset": dkt62.to_dict()}, odd)
-    with pytest.raises(ValueError, match=rf"^{odd}: the network predicts 3 classes but its label "
-                                         rf"set 'dkt62' has {dkt62.n_classes}$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^{odd}: the network predicts 3 classes but its label "
+        rf"set 'dkt62' has {dkt62.n_classes}$",
+    ):
         load(odd)
 
 
 def train_config(**overrides) -> TrainConfig:
-    base = dict(steps=6, batch_size=2, patch=16, sd=12, validate_every=3, val_crops=2,
-                checkpoint_every=3, precision="fp32", device="cpu", threads=1)
+    base = dict(
+        steps=6,
+        batch_size=2,
+        patch=16,
+        sd=12,
+        validate_every=3,
+        val_crops=2,
+        checkpoint_every=3,
+        precision="fp32",
+        device="cpu",
+        threads=1,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -382,14 +467,24 @@ def volumes(n: int = 2) -> list[Volume]:
 def test_resume_state_of_another_label_set_is_not_used(tmp_path, caplog):
     ckpt = tmp_path / "checkpoint.pt"
     other = load_labelset("gwm")  # 3 classes too, other ids: the same network would fit
-    train(train_config(steps=3, checkpoint_every=100), MESHNET, TrainingData(other, volumes(), []), ckpt,
-          tmp_path / "curve.tsv")
+    train(
+        train_config(steps=3, checkpoint_every=100),
+        MESHNET,
+        TrainingData(other, volumes(), []),
+        ckpt,
+        tmp_path / "curve.tsv",
+    )
     stale = load_checkpoint(ckpt)
     save_checkpoint({**stale, "step": 2}, tmp_path / "checkpoint.pt.resume.pt")
     ckpt.unlink()
     with caplog.at_level("INFO", logger="meshseg.nn.training"):
-        train(train_config(steps=3, checkpoint_every=100), MESHNET, TrainingData(LABELSET, volumes(), []), ckpt,
-              tmp_path / "curve.tsv")
+        train(
+            train_config(steps=3, checkpoint_every=100),
+            MESHNET,
+            TrainingData(LABELSET, volumes(), []),
+            ckpt,
+            tmp_path / "curve.tsv",
+        )
     assert "made with another configuration" in caplog.text and "resuming" not in caplog.text
     assert load_checkpoint(ckpt)["labelset"] == LABELSET.to_dict()
 
@@ -404,10 +499,17 @@ def as_root() -> bool:
 def writers() -> dict:
     """name -> (function writing one output to a path, a file name for it)."""
     return {
-        "save_image": (lambda p: save_image(np.ones((4, 4, 4), np.uint8), np.eye(4), p), "t1.nii.gz"),
+        "save_image": (
+            lambda p: save_image(np.ones((4, 4, 4), np.uint8), np.eye(4), p),
+            "t1.nii.gz",
+        ),
         "write_text": (lambda p: write_text("a\tb\n", p), "table.tsv"),
-        "save_checkpoint": (lambda p: save_checkpoint({"model": {}, "model_config": MESHNET,
-                                                       "labelset": {}, "step": 0}, p), "checkpoint.pt"),
+        "save_checkpoint": (
+            lambda p: save_checkpoint(
+                {"model": {}, "model_config": MESHNET, "labelset": {}, "step": 0}, p
+            ),
+            "checkpoint.pt",
+        ),
     }
 
 
@@ -421,16 +523,24 @@ def test_output_folder_not_writable_fails_naming_the_file(tmp_path, monkeypatch,
         target, problem = folder / name, f"output folder {folder} is not writable"
         if as_root():  # root writes through chmod: the check meets what os.access would say
             real_access = os.access
-            monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == folder
-                                else real_access(p, mode, **kw))
+            monkeypatch.setattr(
+                os,
+                "access",
+                lambda p, mode, **kw: False if Path(p) == folder else real_access(p, mode, **kw),
+            )
         else:
             folder.chmod(0o555)
     elif how == "parent-is-a-file":  # fails for root too
         (folder / "sub-1").write_text("a file where the output folder should be")
-        target, problem = folder / "sub-1" / name, f"cannot create the output folder {folder / 'sub-1'}"
+        target, problem = (
+            folder / "sub-1" / name,
+            f"cannot create the output folder {folder / 'sub-1'}",
+        )
     else:  # a read-only mount or quota: creating the temporary file itself fails
+
         def refuse(*args, **kwargs):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
         monkeypatch.setattr(tempfile, "mkstemp", refuse)
         target, problem = folder / name, f"cannot write in {folder} (Read-only file system)"
     try:
@@ -466,8 +576,11 @@ def test_disk_full_names_the_file_and_leaves_nothing(tmp_path, monkeypatch, writ
         monkeypatch.setattr(torch, "save", writes_half_then_fills_the_disk)
     else:
         real = pathlib.Path.write_text
-        monkeypatch.setattr(pathlib.Path, "write_text",
-                            lambda self, text, *a, **k: (real(self, text[:1]), out_of_space()))
+        monkeypatch.setattr(
+            pathlib.Path,
+            "write_text",
+            lambda self, text, *a, **k: (real(self, text[:1]), out_of_space()),
+        )
     for target in (folder / "new" / name, previous):
         with pytest.raises(OutputError) as info:
             write(target)
@@ -477,7 +590,9 @@ def test_disk_full_names_the_file_and_leaves_nothing(tmp_path, monkeypatch, writ
     assert previous.read_bytes() == before
 
 
-def test_disk_full_during_osf_download_names_the_file_and_leaves_nothing(fake_osf, tmp_path, monkeypatch):
+def test_disk_full_during_osf_download_names_the_file_and_leaves_nothing(
+    fake_osf, tmp_path, monkeypatch
+):
     remote = next(f for f in osf.list_archives(fake_osf.api_url) if f.name == MMRR)
 
     class FillsUp:
@@ -504,8 +619,11 @@ def test_disk_full_during_osf_download_names_the_file_and_leaves_nothing(fake_os
 
     monkeypatch.setattr(osf, "open", fake_open, raising=False)
     dest = tmp_path / "archives" / MMRR
-    with pytest.raises(osf.DownloadError, match=rf"^{dest}: not written \(No space left on device\); "
-                                                rf"the partial download {MMRR}\.part was deleted$"):
+    with pytest.raises(
+        osf.DownloadError,
+        match=rf"^{dest}: not written \(No space left on device\); "
+        rf"the partial download {MMRR}\.part was deleted$",
+    ):
         osf.download(remote, dest, **FAST)
     assert everything_in(tmp_path / "archives") == [] and fake_osf.downloads(MMRR) == 1
 
@@ -522,12 +640,17 @@ def test_osf_download_into_a_folder_that_cannot_be_made_fails_naming_the_file(fa
 # ----- OSF faults beyond tests/unit/test_osf.py -----
 
 
-def test_osf_connection_dropped_every_time_gives_up_naming_the_file_then_resumes(fake_osf, tmp_path):
+def test_osf_connection_dropped_every_time_gives_up_naming_the_file_then_resumes(
+    fake_osf, tmp_path
+):
     remote = next(f for f in osf.list_archives(fake_osf.api_url) if f.name == MMRR)
     fake_osf.faults[MMRR] = ["drop"] * 3
     dest = tmp_path / MMRR
-    with pytest.raises(osf.DownloadError, match=rf"^{remote.url}: download of {MMRR} gave up after 2 "
-                                                r"retries; last error: "):
+    with pytest.raises(
+        osf.DownloadError,
+        match=rf"^{remote.url}: download of {MMRR} gave up after 2 "
+        r"retries; last error: ",
+    ):
         osf.download(remote, dest, **FAST)
     assert fake_osf.downloads(MMRR) == 3 and not dest.exists()
     assert everything_in(tmp_path) == [f"{MMRR}.part"]  # kept to resume, never under the final name
@@ -537,8 +660,11 @@ def test_osf_connection_dropped_every_time_gives_up_naming_the_file_then_resumes
 
 def test_osf_listing_5xx_every_time_gives_a_clear_error(fake_osf):
     fake_osf.faults["/v2/nodes/9ahyp/"] = ["503"] * 3
-    with pytest.raises(osf.DownloadError, match=rf"^{fake_osf.api_url}: cannot list "
-                                                r"9ahyp/Mindboggle101_volumes \(.*503"):
+    with pytest.raises(
+        osf.DownloadError,
+        match=rf"^{fake_osf.api_url}: cannot list "
+        r"9ahyp/Mindboggle101_volumes \(.*503",
+    ):
         osf.list_archives(fake_osf.api_url, retries=2, backoff=0.01)
     assert fake_osf.requests["/v2/nodes/9ahyp/"] == 3
 
@@ -551,14 +677,21 @@ def start_and_kill(code: str, marker: Path, tmp_path: Path) -> None:
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(code))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "src")])}
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120
     try:
         while not marker.exists():
             if proc.poll() is not None:
-                pytest.fail(f"child exited ({proc.returncode}) before the kill point:\n"
-                            f"{proc.stdout.read().decode()[-3000:]}")
+                pytest.fail(
+                    f"child exited ({proc.returncode}) before the kill point:\n"
+                    f"{proc.stdout.read().decode()[-3000:]}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail("child never reached the kill point")
             time.sleep(0.05)
@@ -596,10 +729,17 @@ CHILD_HALF_WRITE = """
 
 def test_kill_9_during_training_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
     reference = tmp_path / "reference"
-    train(train_config(), MESHNET, TrainingData(LABELSET, volumes(), volumes(1)), reference / "checkpoint.pt",
-          reference / "curve.tsv")
+    train(
+        train_config(),
+        MESHNET,
+        TrainingData(LABELSET, volumes(), volumes(1)),
+        reference / "checkpoint.pt",
+        reference / "curve.tsv",
+    )
     run, marker = tmp_path / "run", tmp_path / "killed-here"
-    start_and_kill(CHILD_PAUSE.format(marker=str(marker)) + f"""
+    start_and_kill(
+        CHILD_PAUSE.format(marker=str(marker))
+        + f"""
     import meshseg.nn.training as training
     from meshseg.nn.crops import TrainingData
     from tests.unit.test_faults import LABELSET, MESHNET, train_config, volumes
@@ -613,66 +753,110 @@ def test_kill_9_during_training_resumes_to_the_result_of_an_uninterrupted_run(tm
 
     training.random_batch = batch_then_pause
     training.train(train_config(), MESHNET, TrainingData(LABELSET, volumes(), volumes(1)),
-                   {str(run / 'checkpoint.pt')!r}, {str(run / 'curve.tsv')!r})
-    """, marker, tmp_path)
+                   {str(run / "checkpoint.pt")!r}, {str(run / "curve.tsv")!r})
+    """,
+        marker,
+        tmp_path,
+    )
     assert everything_in(run) == ["checkpoint.pt.resume.pt"]  # no final output, no temporary
     assert load_checkpoint(run / "checkpoint.pt.resume.pt")["step"] == 3
 
-    train(train_config(), MESHNET, TrainingData(LABELSET, volumes(), volumes(1)), run / "checkpoint.pt",
-          run / "curve.tsv")
+    train(
+        train_config(),
+        MESHNET,
+        TrainingData(LABELSET, volumes(), volumes(1)),
+        run / "checkpoint.pt",
+        run / "curve.tsv",
+    )
     assert everything_in(run) == ["checkpoint.pt", "curve.tsv"]
-    resumed, expected = load_checkpoint(run / "checkpoint.pt"), load_checkpoint(reference / "checkpoint.pt")
+    resumed, expected = (
+        load_checkpoint(run / "checkpoint.pt"),
+        load_checkpoint(reference / "checkpoint.pt"),
+    )
     for name, tensor in expected["model"].items():
         torch.testing.assert_close(resumed["model"][name], tensor, rtol=0, atol=0)
     assert resumed["curve"] == expected["curve"]
-    pd.testing.assert_frame_equal(pd.read_csv(run / "curve.tsv", sep="\t"),
-                                  pd.read_csv(reference / "curve.tsv", sep="\t"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(run / "curve.tsv", sep="\t"), pd.read_csv(reference / "curve.tsv", sep="\t")
+    )
 
 
 @pytest.mark.parametrize("stage", ["compute", "write"])
-def test_kill_9_during_inference_leaves_no_output_and_the_rerun_completes(tmp_path, prepared_pair, stage):
+def test_kill_9_during_inference_leaves_no_output_and_the_rerun_completes(
+    tmp_path, prepared_pair, stage
+):
     image = prepared_pair[0]
     checkpoint = tiny_checkpoint(tmp_path / "checkpoint.pt")
     out, marker = tmp_path / "pred", tmp_path / "killed-here"
-    patch = CHILD_HALF_WRITE if stage == "write" else """
+    patch = (
+        CHILD_HALF_WRITE
+        if stage == "write"
+        else """
     from meshseg.nn.models.meshnet import MeshNet
     MeshNet.forward = lambda self, x: pause()  # killed while predicting
     """
-    start_and_kill(CHILD_PAUSE.format(marker=str(marker)) + patch + f"""
+    )
+    start_and_kill(
+        CHILD_PAUSE.format(marker=str(marker))
+        + patch
+        + f"""
     from tests.unit.test_faults import segment
-    segment(pathlib.Path({str(checkpoint)!r}), pathlib.Path({str(image)!r}), pathlib.Path({str(out)!r}))
-    """, marker, tmp_path)
+    segment(pathlib.Path({str(checkpoint)!r}), pathlib.Path({str(image)!r}),
+            pathlib.Path({str(out)!r}))
+    """,
+        marker,
+        tmp_path,
+    )
     left = everything_in(out)
     assert "labels.nii.gz" not in left and "inference.json" not in left, left
     if stage == "write":  # killed half-way through the label map: only its temporary name
-        assert [p for p in left if p.startswith(".")] == [p for p in left if p.startswith(
-            f".labels.nii.gz.part-{meshseg.image.io._HOST}-")] != [], left
+        assert (
+            [p for p in left if p.startswith(".")]
+            == [p for p in left if p.startswith(f".labels.nii.gz.part-{meshseg.image.io._HOST}-")]
+            != []
+        ), left
 
     stats = segment(checkpoint, image, out)
-    assert everything_in(out) == ["inference.json", "labels.nii.gz", "labels_lut.txt"]  # temp removed
+    assert everything_in(out) == [
+        "inference.json",
+        "labels.nii.gz",
+        "labels_lut.txt",
+    ]  # temp removed
     labels = nib.load(out / "labels.nii.gz")
     assert labels.shape == (48, 48, 48) and set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2}
-    assert json.loads((out / "inference.json").read_text())["subvolumes"] == stats["subvolumes"] == 30
+    assert (
+        json.loads((out / "inference.json").read_text())["subvolumes"] == stats["subvolumes"] == 30
+    )
 
 
 @pytest.mark.parametrize("stage", ["compute", "write"])
 def test_kill_9_during_conform_leaves_no_output_and_the_rerun_completes(tmp_path, stage):
     source = small_t1(tmp_path / "t1weighted.nii.gz", shape=(10, 12, 14))
     out, marker = tmp_path / "conformed", tmp_path / "killed-here"
-    patch = CHILD_HALF_WRITE if stage == "write" else """
+    patch = (
+        CHILD_HALF_WRITE
+        if stage == "write"
+        else """
     import meshseg.image.grid
     meshseg.image.grid.resample = lambda *args: pause()  # killed while reslicing
     """
-    start_and_kill(CHILD_PAUSE.format(marker=str(marker)) + patch + f"""
+    )
+    start_and_kill(
+        CHILD_PAUSE.format(marker=str(marker))
+        + patch
+        + f"""
     from meshseg.image.conform import conform_file
-    conform_file({str(source)!r}, {str(out / 't1.nii.gz')!r}, backend="python")
-    """, marker, tmp_path)
+    conform_file({str(source)!r}, {str(out / "t1.nii.gz")!r}, backend="python")
+    """,
+        marker,
+        tmp_path,
+    )
     left = everything_in(out)
     if stage == "compute":
         assert left == []
     else:
         assert len(left) == 1 and left[0].startswith(".t1.nii.gz.part-"), left
-        with pytest.raises(Exception):  # what was left is not a usable image
+        with pytest.raises(Exception):  # noqa: B017  (any error: what was left is not an image)
             np.asanyarray(nib.load(out / left[0]).dataobj).sum()
 
     assert conform_file(source, out / "t1.nii.gz", backend="python") == "python"

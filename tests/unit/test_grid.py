@@ -27,8 +27,9 @@ def test_resample_samples_where_reachable_and_leaves_zeros_elsewhere():
 def test_ties_within_tolerance_round_as_exact_halves():
     coords = np.array([[0.5 - 1e-6, 0.5 + 1e-6, 0.4], [1.5, 1.5, 1.5], [2.5, -0.5, 2.6]])
     np.testing.assert_array_equal(nearest_index(coords), [[1, 1, 0], [2, 2, 2], [3, 0, 3]])
-    np.testing.assert_array_equal(nearest_index(coords, np.array([False, True, False])),
-                                  [[0, 0, 0], [2, 2, 2], [2, -1, 3]])
+    np.testing.assert_array_equal(
+        nearest_index(coords, np.array([False, True, False])), [[0, 0, 0], [2, 2, 2], [2, -1, 3]]
+    )
 
 
 def test_nearest_samples_outside_the_volume_are_zero():

@@ -40,6 +40,7 @@ class Ramp(torch.nn.Module):
 @pytest.mark.parametrize("vote", RULES)
 def test_vote_of_a_perfect_network_recovers_the_labels(vote):
     from tests.conftest import sphere_volume
+
     image, labels = sphere_volume(size=40)
     locations = inference_locations(40, 40, 16, 8, np.random.default_rng(0))
     pred = predict_volume(stand_in(Threshold()), image, locations, 7, CPU, vote=vote)
@@ -49,9 +50,12 @@ def test_vote_of_a_perfect_network_recovers_the_labels(vote):
 def test_each_vote_rule_gets_the_crops_softmax_in_any_crop_order():
     from tests.conftest import sphere_volume
     from tests.unit.test_vote import whole_volume_vote
+
     image, _ = sphere_volume(size=40)
     locations = inference_locations(60, 40, 16, 8, np.random.default_rng(0))  # grid, then Gaussian
-    crops = torch.from_numpy(np.stack([image[a:a + 16, b:b + 16, c:c + 16] for a, b, c in locations]))
+    crops = torch.from_numpy(
+        np.stack([image[a : a + 16, b : b + 16, c : c + 16] for a, b, c in locations])
+    )
     with torch.inference_mode():
         probabilities = torch.softmax(Ramp()(crops[:, None]), 1).numpy()
     got = {}
@@ -64,18 +68,32 @@ def test_each_vote_rule_gets_the_crops_softmax_in_any_crop_order():
 
 def test_segment_file_writes_ids_lut_and_timing(tmp_path, prepared_pair):
     image_path, *_ = prepared_pair
-    labelset = LabelSet("fs", (LabelClass(0, 0, "Unknown", (0, 0, 0), (0,)),
-                              LabelClass(1, 3, "Left-Cerebral-Cortex", (205, 62, 78), (1,)),
-                              LabelClass(2, 2, "Left-Cerebral-White-Matter", (245, 245, 245), (2,))))
+    labelset = LabelSet(
+        "fs",
+        (
+            LabelClass(0, 0, "Unknown", (0, 0, 0), (0,)),
+            LabelClass(1, 3, "Left-Cerebral-Cortex", (205, 62, 78), (1,)),
+            LabelClass(2, 2, "Left-Cerebral-White-Matter", (245, 245, 245), (2,)),
+        ),
+    )
     spec = model_config("meshnet", 3)
     torch.manual_seed(0)
-    save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
-                     "labelset": labelset.to_dict(), "step": 0, "train_config": {"patch": 16}},
-                    tmp_path / "c.pt")
+    save_checkpoint(
+        {
+            "model": build_model(spec).state_dict(),
+            "model_config": spec,
+            "labelset": labelset.to_dict(),
+            "step": 0,
+            "train_config": {"patch": 16},
+        },
+        tmp_path / "c.pt",
+    )
     out = tmp_path / "pred" / "labels.nii.gz"
     config = InferenceConfig(n_subvolumes=30, batch_size=8, precision="fp32", device="cpu")
     files = LabelFiles(out, tmp_path / "pred" / "lut.txt", tmp_path / "pred" / "inference.json")
-    stats = segment_file(load(tmp_path / "c.pt", labelset), image_path, files, config, Compute.from_config(config))
+    stats = segment_file(
+        load(tmp_path / "c.pt", labelset), image_path, files, config, Compute.from_config(config)
+    )
     img = nib.load(out)
     assert img.shape == (48, 48, 48)
     np.testing.assert_allclose(img.affine, nib.load(image_path).affine)
@@ -88,20 +106,25 @@ def test_segment_file_writes_ids_lut_and_timing(tmp_path, prepared_pair):
 
 def test_bf16_and_fp32_labels_agree_on_a_trained_looking_network():
     from meshseg.nn.runtime import autocast_dtype
+
     if autocast_dtype(torch.device("cpu"), "auto") is None:
         pytest.skip("no native bf16 on this CPU")
     from tests.conftest import sphere_volume
+
     image, _ = sphere_volume(size=40)
     locations = np.zeros((1, 3), int)
     loaded, cpu = stand_in(Threshold(), patch=40), torch.device("cpu")
     fp32 = predict_volume(loaded, image, locations, 1, Compute(cpu, None))
-    bf16 = predict_volume(loaded, image, locations, 1, Compute(cpu, torch.bfloat16, channels_last=True))
+    bf16 = predict_volume(
+        loaded, image, locations, 1, Compute(cpu, torch.bfloat16, channels_last=True)
+    )
     assert (fp32 == bf16).mean() >= 0.999
 
 
 def test_fused_network_gives_the_same_logits():
     from meshseg.nn.fusion import fuse_for_inference
     from tests.unit.test_whole import meshnet_with_statistics
+
     for model in (meshnet_with_statistics(), build_model(model_config("unet", 3, width=4)).eval()):
         x = torch.rand(2, 1, 24, 24, 24)
         with torch.inference_mode():
@@ -113,19 +136,35 @@ def test_fused_network_gives_the_same_logits():
 
 def test_whole_mode_refuses_a_unet_before_reading_the_image(tmp_path):
     spec = model_config("unet", 3, width=2)
-    save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
-                     "labelset": load_labelset("demo_gwm").to_dict(), "step": 0}, tmp_path / "u.pt")
+    save_checkpoint(
+        {
+            "model": build_model(spec).state_dict(),
+            "model_config": spec,
+            "labelset": load_labelset("demo_gwm").to_dict(),
+            "step": 0,
+        },
+        tmp_path / "u.pt",
+    )
     config = InferenceConfig(mode="whole", device="cpu")
     files = LabelFiles(tmp_path / "l.nii.gz", tmp_path / "lut.txt", tmp_path / "s.json")
-    with pytest.raises(ValueError, match=r"u\.pt: whole-volume inference needs a fully convolutional"):
+    with pytest.raises(
+        ValueError, match=r"u\.pt: whole-volume inference needs a fully convolutional"
+    ):
         segment_file(load(tmp_path / "u.pt"), tmp_path / "missing.nii.gz", files, config, CPU)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("mode", "slices", "unknown inference mode"), ("vote", "max", "unknown vote rule"),
-    ("batch_size", 0, "batch_size must be >= 1"), ("n_subvolumes", 0, "n_subvolumes must be >= 1"),
-    ("precision", "fp16", "unknown precision"), ("device", "tpu", "unknown device"),
-    ("threads", 0, "threads must be >= 1")])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("mode", "slices", "unknown inference mode"),
+        ("vote", "max", "unknown vote rule"),
+        ("batch_size", 0, "batch_size must be >= 1"),
+        ("n_subvolumes", 0, "n_subvolumes must be >= 1"),
+        ("precision", "fp16", "unknown precision"),
+        ("device", "tpu", "unknown device"),
+        ("threads", 0, "threads must be >= 1"),
+    ],
+)
 def test_inference_config_validates_itself(field, value, message):
     with pytest.raises(ValueError, match=message):
         InferenceConfig(**{field: value})

@@ -37,10 +37,17 @@ def bad_file(tmp_path, kind):
     return path
 
 
-@pytest.mark.parametrize("kind,problem", [
-    ("truncated", "not a readable"), ("text", "not a readable"), ("4d", "expected a 3-D image"),
-    ("2d", "expected a 3-D image"), ("nan", "1 voxels are NaN or Inf"), ("missing", "file not found"),
-])
+@pytest.mark.parametrize(
+    "kind,problem",
+    [
+        ("truncated", "not a readable"),
+        ("text", "not a readable"),
+        ("4d", "expected a 3-D image"),
+        ("2d", "expected a 3-D image"),
+        ("nan", "1 voxels are NaN or Inf"),
+        ("missing", "file not found"),
+    ],
+)
 def test_bad_images_name_the_file_and_problem(tmp_path, kind, problem):
     path = bad_file(tmp_path, kind)
     with pytest.raises(ImageError, match=f"{kind}.nii.gz: {problem}") as err:

@@ -21,8 +21,13 @@ def test_demo_set_maps_ids_to_classes_and_back():
 
 
 def test_classes_with_several_source_ids_and_freesurfer_ids():
-    labelset = LabelSet("t", (LabelClass(0, 0, "bg", (0, 0, 0), (0,)),
-                              LabelClass(1, 3, "cortex", (1, 2, 3), (3, 42, 1002, 2035))))
+    labelset = LabelSet(
+        "t",
+        (
+            LabelClass(0, 0, "bg", (0, 0, 0), (0,)),
+            LabelClass(1, 3, "cortex", (1, 2, 3), (3, 42, 1002, 2035)),
+        ),
+    )
     ids = np.array([0, 3, 42, 1002, 2035])
     np.testing.assert_array_equal(labelset.to_classes(ids), [0, 1, 1, 1, 1])
     np.testing.assert_array_equal(labelset.to_ids(np.array([0, 1])), [0, 3])
@@ -35,8 +40,11 @@ def test_unknown_ids_are_reported_with_counts():
 
 
 def test_lut_is_freesurfer_format():
-    lines = [line.split() for line in load_labelset("demo_gwm").lut_text().splitlines()
-             if not line.startswith("#")]
+    lines = [
+        line.split()
+        for line in load_labelset("demo_gwm").lut_text().splitlines()
+        if not line.startswith("#")
+    ]
     assert lines[2] == ["2", "white-matter", "245", "245", "245", "0"]
 
 
@@ -47,7 +55,9 @@ def test_round_trip_through_checkpoint_dict():
 
 def test_invalid_sets_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="listed more than once"):
-        LabelSet("t", (LabelClass(0, 0, "a", (0, 0, 0), (0,)), LabelClass(1, 1, "b", (0, 0, 0), (0,))))
+        LabelSet(
+            "t", (LabelClass(0, 0, "a", (0, 0, 0), (0,)), LabelClass(1, 1, "b", (0, 0, 0), (0,)))
+        )
     with pytest.raises(ValueError, match="0..n-1"):
         LabelSet("t", (LabelClass(1, 0, "a", (0, 0, 0), (0,)),))
     with pytest.raises(ValueError, match="shipped sets"):

@@ -13,14 +13,88 @@ DKT62 = [1000 + n for n in DKT31] + [2000 + n for n in DKT31]
 
 # catalyst-team/neuro neuro/scripts/prepare_data.py keeps labels[:31] of its list and writes
 # class j + 1 for labels[j]: left cortex only, 1035/1036 written where 1034/1035 were meant.
-REFERENCE_31 = [1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015,
-                1016, 1017, 1018, 1019, 1020, 1021, 1022, 1023, 1024, 1025, 1026, 1027, 1028,
-                1029, 1030, 1031, 1035, 1036]
+REFERENCE_31 = [
+    1002,
+    1003,
+    1005,
+    1006,
+    1007,
+    1008,
+    1009,
+    1010,
+    1011,
+    1012,
+    1013,
+    1014,
+    1015,
+    1016,
+    1017,
+    1018,
+    1019,
+    1020,
+    1021,
+    1022,
+    1023,
+    1024,
+    1025,
+    1026,
+    1027,
+    1028,
+    1029,
+    1030,
+    1031,
+    1035,
+    1036,
+]
 # The same script's whole list, the reference's "102 classes": both hemispheres' cortex, then 39
 # non-cortical ids in the order of Mindboggle's docs (labels.rst).
-REFERENCE_101 = [*REFERENCE_31, 2002, 2003, *range(2005, 2032), 2034, 2035,
-                 16, 24, 14, 15, 72, 85, 4, 5, 6, 7, 10, 11, 12, 13, 17, 18, 25, 26, 28, 30, 91,
-                 43, 44, 45, 46, 49, 50, 51, 52, 53, 54, 57, 58, 60, 62, 92, 630, 631, 632]
+REFERENCE_101 = [
+    *REFERENCE_31,
+    2002,
+    2003,
+    *range(2005, 2032),
+    2034,
+    2035,
+    16,
+    24,
+    14,
+    15,
+    72,
+    85,
+    4,
+    5,
+    6,
+    7,
+    10,
+    11,
+    12,
+    13,
+    17,
+    18,
+    25,
+    26,
+    28,
+    30,
+    91,
+    43,
+    44,
+    45,
+    46,
+    49,
+    50,
+    51,
+    52,
+    53,
+    54,
+    57,
+    58,
+    60,
+    62,
+    92,
+    630,
+    631,
+    632,
+]
 # Ids of Mindboggle-101's manual+aseg files that are no dkt_aseg class: ctx-unknown (cortex
 # without a DKT31 region), the DK regions DKT removed (bankssts, frontal and temporal pole), 72.
 STRAY = [72, 1000, 1001, 1032, 1033, 2000, 2001, 2032, 2033]
@@ -36,7 +110,9 @@ def test_every_shipped_set_is_listed_and_loads():
         labelset = load_labelset(name)
         assert labelset.name == name
         background = labelset.classes[0]
-        assert background.id == 0 and 0 in background.source_ids, f"{name}: class 0 must be background"
+        assert background.id == 0 and 0 in background.source_ids, (
+            f"{name}: class 0 must be background"
+        )
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -108,7 +184,9 @@ def test_catalyst102_is_the_reference_list_in_order():
     assert labelset.unlisted == "background"
     assert [c.id for c in labelset.classes] == [0, *REFERENCE_101]
     assert source_ids(labelset) == [0, *REFERENCE_101]
-    np.testing.assert_array_equal(labelset.to_classes(np.array([1034, 2, 41, 1035, 632])), [0, 0, 0, 30, 101])
+    np.testing.assert_array_equal(
+        labelset.to_classes(np.array([1034, 2, 41, 1035, 632])), [0, 0, 0, 30, 101]
+    )
     catalyst31 = load_labelset("catalyst31")
     assert catalyst31.classes == labelset.classes[:31]  # the buggy set is its first 31 classes
 
@@ -116,9 +194,44 @@ def test_catalyst102_is_the_reference_list_in_order():
 def test_gwm_classes_and_ids():
     labelset = load_labelset("gwm")
     assert [(c.id, c.name) for c in labelset.classes] == [
-        (0, "Unknown"), (702, "GrayMatter-FSL-FAST"), (703, "WhiteMatter-FSL-FAST")]
-    ids = np.array([0, 1028, 2035, 3, 42, 8, 47, 10, 49, 17, 53, 26, 58, 28, 60,
-                    2, 41, 7, 46, 77, 251, 255, 16, 4, 43, 14, 15, 24, 31, 63])
+        (0, "Unknown"),
+        (702, "GrayMatter-FSL-FAST"),
+        (703, "WhiteMatter-FSL-FAST"),
+    ]
+    ids = np.array(
+        [
+            0,
+            1028,
+            2035,
+            3,
+            42,
+            8,
+            47,
+            10,
+            49,
+            17,
+            53,
+            26,
+            58,
+            28,
+            60,
+            2,
+            41,
+            7,
+            46,
+            77,
+            251,
+            255,
+            16,
+            4,
+            43,
+            14,
+            15,
+            24,
+            31,
+            63,
+        ]
+    )
     expected = [0] + [1] * 14 + [2] * 8 + [0] * 7
     np.testing.assert_array_equal(labelset.to_classes(ids), expected)
     assert set(DKT62) <= set(labelset.classes[1].source_ids)

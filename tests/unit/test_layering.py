@@ -80,15 +80,20 @@ def test_imports_resolve_to_modules():
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_module_imports_a_higher_layer(module):
     own = layer(module)
-    upward = sorted(f"{name} ({LAYER_NAMES[layer(name)]})"
-                    for name in imported_modules(module, MODULES[module]) if layer(name) > own)
+    upward = sorted(
+        f"{name} ({LAYER_NAMES[layer(name)]})"
+        for name in imported_modules(module, MODULES[module])
+        if layer(name) > own
+    )
     assert not upward, f"{module} ({LAYER_NAMES[own]}) imports a higher layer: {', '.join(upward)}"
 
 
 def test_the_check_sees_an_upward_import(tmp_path):
     path = tmp_path / "probe.py"
-    path.write_text("def f():\n    from meshseg.report.tables import dice_table\n"
-                    "from meshseg.nn import runtime\n")
+    path.write_text(
+        "def f():\n    from meshseg.report.tables import dice_table\n"
+        "from meshseg.nn import runtime\n"
+    )
     names = imported_modules("meshseg.image.probe", path)
     assert names == {"meshseg.report.tables", "meshseg.nn.runtime"}
     assert {layer(name) for name in names} == {LAYERS["meshseg.report"], LAYERS["meshseg.nn"]}

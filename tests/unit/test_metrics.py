@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from meshseg.metrics import (class_volumes, confusion_matrix, dice_per_class, dice_summary,
-                             foreground_dice, macro_dice, voxel_volume)
+from meshseg.metrics import (
+    class_volumes,
+    confusion_matrix,
+    dice_per_class,
+    dice_summary,
+    foreground_dice,
+    macro_dice,
+    voxel_volume,
+)
 
 
 def test_dice_by_hand():
@@ -14,8 +21,12 @@ def test_dice_by_hand():
 
 def test_identical_disjoint_and_absent_classes():
     a = np.array([1, 1, 0])
-    np.testing.assert_allclose(dice_per_class(a, a, 3), [1, 1, np.nan])  # class 2 in neither: no score
-    np.testing.assert_allclose(dice_per_class(np.array([1, 1]), np.array([2, 2]), 3), [np.nan, 0, 0])
+    np.testing.assert_allclose(
+        dice_per_class(a, a, 3), [1, 1, np.nan]
+    )  # class 2 in neither: no score
+    np.testing.assert_allclose(
+        dice_per_class(np.array([1, 1]), np.array([2, 2]), 3), [np.nan, 0, 0]
+    )
 
 
 def test_macro_dice_skips_classes_absent_from_both():
@@ -26,7 +37,9 @@ def test_macro_dice_skips_classes_absent_from_both():
 
 def test_foreground_dice_counts_a_class_predicted_but_absent_from_the_truth():
     truth, pred = np.array([0, 0, 1, 1, 0]), np.array([0, 2, 1, 1, 0])
-    dice = dice_per_class(truth, pred, 4)  # class 1: 1, class 2 predicted only: 0, class 3 in neither
+    dice = dice_per_class(
+        truth, pred, 4
+    )  # class 1: 1, class 2 predicted only: 0, class 3 in neither
     assert foreground_dice(dice) == pytest.approx(0.5)
     assert macro_dice(dice) == pytest.approx((0.8 + 1 + 0) / 3)
 
@@ -34,7 +47,9 @@ def test_foreground_dice_counts_a_class_predicted_but_absent_from_the_truth():
 def test_summary_counts_the_classes_in_the_truth():
     truth, pred = np.array([0, 0, 1, 1, 0]), np.array([0, 2, 1, 1, 0])
     summary = dice_summary(dice_per_class(truth, pred, 4), np.bincount(truth, minlength=4))
-    assert summary == pytest.approx({"foreground_dice": 0.5, "macro_dice": 0.6, "classes_in_truth": 2})
+    assert summary == pytest.approx(
+        {"foreground_dice": 0.5, "macro_dice": 0.6, "classes_in_truth": 2}
+    )
 
 
 def test_scores_of_nothing_to_score_are_nan():

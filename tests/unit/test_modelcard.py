@@ -13,12 +13,15 @@ METRICS = """subject\tmodel\tclass\tid\tname\tdice\tpredicted_mm3\ttrue_mm3
 {subject}\tmeshnet\t2\t2\twhite-matter\t{d2}\t40\t45
 {subject}\tunet\t1\t1\tgray-matter\t0.1\t50\t60
 """
-COMPARISON = """model\tarch\tsubjects\tforeground_dice_mean\tforeground_dice_sd\tmacro_dice_mean\tparameters\t\
-weight_bytes\tcheckpoint_bytes\tseconds_per_subject\tsubvolumes_per_second\tdevice
+COMPARISON = """model\tarch\tsubjects\tforeground_dice_mean\tforeground_dice_sd\t\
+macro_dice_mean\tparameters\tweight_bytes\tcheckpoint_bytes\tseconds_per_subject\tsubvolumes_per_second\tdevice
 meshnet\tmeshnet\t2\t0.75\t0.05\t0.8\t72516\t290000\t900000\t12.5\t27.4\tcpu (2 threads), fp32
 unet\tunet\t2\t0.1\tnan\t0.1\t1000\t4000\t9000\t3.0\t100\tcpu (2 threads), fp32
 """
-SHEET = "subject\tcohort\tsplit\ns1\tc\ttrain\ns2\tc\ttrain\nv1\tc\tvalidation\nt1\tc\ttest\nt2\tc\ttest\n"
+SHEET = (
+    "subject\tcohort\tsplit\ns1\tc\ttrain\ns2\tc\ttrain\nv1\tc\tvalidation\n"
+    "t1\tc\ttest\nt2\tc\ttest\n"
+)
 
 
 @pytest.fixture
@@ -28,18 +31,36 @@ def card_inputs(tmp_path):
     (tmp_path / "comparison.tsv").write_text(COMPARISON)
     (tmp_path / "subjects.tsv").write_text(SHEET)
     checkpoint = load(tiny_checkpoint(tmp_path / "c.pt"))
-    return checkpoint, [tmp_path / "t1.tsv", tmp_path / "t2.tsv"], tmp_path / "comparison.tsv", tmp_path / "subjects.tsv"
+    return (
+        checkpoint,
+        [tmp_path / "t1.tsv", tmp_path / "t2.tsv"],
+        tmp_path / "comparison.tsv",
+        tmp_path / "subjects.tsv",
+    )
 
 
 def test_card_fields_are_computed(tmp_path, card_inputs):
     checkpoint, metrics, comparison, sheet = card_inputs
-    card = write_model_card(checkpoint, "meshnet", metrics, comparison, sheet, "demo", DATA_LICENCES["demo"],
-                            tmp_path / "card.md", tmp_path / "card.json")
+    card = write_model_card(
+        checkpoint,
+        "meshnet",
+        metrics,
+        comparison,
+        sheet,
+        "demo",
+        DATA_LICENCES["demo"],
+        tmp_path / "card.md",
+        tmp_path / "card.json",
+    )
     assert json.loads((tmp_path / "card.json").read_text()) == card
     assert card["model"]["arch"] == "meshnet" and card["model"]["variant"] == "small"
     assert card["model"]["parameters"] == 72_516
     assert card["labels"]["labelset"] == "demo_gwm"
-    assert [c["name"] for c in card["labels"]["classes"]] == ["Unknown", "gray-matter", "white-matter"]
+    assert [c["name"] for c in card["labels"]["classes"]] == [
+        "Unknown",
+        "gray-matter",
+        "white-matter",
+    ]
     data = card["training_data"]
     assert data["subjects"] == {"train": ["s1", "s2"], "validation": ["v1"], "test": ["t1", "t2"]}
     assert data["counts"] == {"train": 2, "validation": 1, "test": 2}
@@ -60,8 +81,17 @@ def test_card_fields_are_computed(tmp_path, card_inputs):
 
 def test_one_subject_has_no_sd_and_json_stays_valid(tmp_path, card_inputs):
     checkpoint, metrics, comparison, sheet = card_inputs
-    card = write_model_card(checkpoint, "unet", metrics[:1], comparison, sheet, "mindboggle101",
-                            DATA_LICENCES["mindboggle101"], tmp_path / "card.md", tmp_path / "card.json")
+    card = write_model_card(
+        checkpoint,
+        "unet",
+        metrics[:1],
+        comparison,
+        sheet,
+        "mindboggle101",
+        DATA_LICENCES["mindboggle101"],
+        tmp_path / "card.md",
+        tmp_path / "card.json",
+    )
     assert card["evaluation"]["classes"][0]["dice_sd"] is None
     assert card["evaluation"]["foreground_dice_sd"] is None
     assert "CC BY-NC-SA 3.0" in (tmp_path / "card.md").read_text()
@@ -69,8 +99,19 @@ def test_one_subject_has_no_sd_and_json_stays_valid(tmp_path, card_inputs):
 
 def test_missing_model_row_names_the_comparison(tmp_path, card_inputs):
     checkpoint, metrics, comparison, sheet = card_inputs
-    (tmp_path / "t3.tsv").write_text(METRICS.format(subject="t3", d0=1, d1=1, d2=1).replace("meshnet", "other"))
+    (tmp_path / "t3.tsv").write_text(
+        METRICS.format(subject="t3", d0=1, d1=1, d2=1).replace("meshnet", "other")
+    )
     with pytest.raises(ValueError, match=r"comparison\.tsv: no row for model 'other'"):
-        write_model_card(checkpoint, "other", [tmp_path / "t3.tsv"], comparison, sheet, "demo", "x",
-                         tmp_path / "card.md", tmp_path / "card.json")
+        write_model_card(
+            checkpoint,
+            "other",
+            [tmp_path / "t3.tsv"],
+            comparison,
+            sheet,
+            "demo",
+            "x",
+            tmp_path / "card.md",
+            tmp_path / "card.json",
+        )
     assert not (tmp_path / "card.json").exists()

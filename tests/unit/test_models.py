@@ -1,8 +1,14 @@
 import pytest
 import torch
 
-from meshseg.nn.models import (build_model, count_parameters, describe_model, model_config, model_variant,
-                               require_fully_convolutional)
+from meshseg.nn.models import (
+    build_model,
+    count_parameters,
+    describe_model,
+    model_config,
+    model_variant,
+    require_fully_convolutional,
+)
 
 # docs/references.md, MeshNet: parameter counts (weights, biases, BatchNorm affine).
 EXPECTED = {
@@ -19,8 +25,14 @@ def test_parameter_counts_match_the_reference(arch, variant, n_classes):
     assert count_parameters(build_model(spec)) == EXPECTED[(arch, variant)][n_classes]
 
 
-@pytest.mark.parametrize("spec", [model_config("meshnet", 3), model_config("meshnet", 3, dropout=0.2),
-                                  model_config("unet", 3, width=4)])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        model_config("meshnet", 3),
+        model_config("meshnet", 3, dropout=0.2),
+        model_config("unet", 3, width=4),
+    ],
+)
 @pytest.mark.parametrize("size", [38, 21])
 def test_output_shape_and_one_training_step(spec, size):
     torch.manual_seed(0)
@@ -28,7 +40,9 @@ def test_output_shape_and_one_training_step(spec, size):
     x = torch.rand(2, 1, size, size, size)
     logits = model(x)
     assert logits.shape == (2, 3, size, size, size)
-    loss = torch.nn.functional.cross_entropy(logits, torch.zeros(2, size, size, size, dtype=torch.long))
+    loss = torch.nn.functional.cross_entropy(
+        logits, torch.zeros(2, size, size, size, dtype=torch.long)
+    )
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
 
@@ -48,19 +62,26 @@ def test_spec_round_trip_and_unknown_arch():
         model_config("meshnet", 3, variant="huge")
 
 
-@pytest.mark.parametrize("spec, words", [
-    ({"arch": "meshnet", "variant": "large"}, "MeshNet large"),
-    ({"arch": "meshnet", "dropout": 0.1}, "MeshNet small, dropout 0.1"),
-    ({"arch": "unet", "width": 16}, "U-Net width 16"),
-    ({"arch": "unet"}, "U-Net width 64"),
-    (model_config("meshnet", 3, variant="large", dropout=0.25), "MeshNet large, dropout 0.25"),
-    (model_config("unet", 3, width=8), "U-Net width 8"),
-    ({**model_config("meshnet", 3), "channels": 5}, "MeshNet custom (5 channels, dilations [1, 1, 1, 2, 4, 8, 1])"),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ({"arch": "meshnet", "variant": "large"}, "MeshNet large"),
+        ({"arch": "meshnet", "dropout": 0.1}, "MeshNet small, dropout 0.1"),
+        ({"arch": "unet", "width": 16}, "U-Net width 16"),
+        ({"arch": "unet"}, "U-Net width 64"),
+        (model_config("meshnet", 3, variant="large", dropout=0.25), "MeshNet large, dropout 0.25"),
+        (model_config("unet", 3, width=8), "U-Net width 8"),
+        (
+            {**model_config("meshnet", 3), "channels": 5},
+            "MeshNet custom (5 channels, dilations [1, 1, 1, 2, 4, 8, 1])",
+        ),
+    ],
+)
 def test_describe_model_reads_config_entries_and_specs(spec, words):
     assert describe_model(spec) == words
     assert model_variant(spec) == words.split(" ", 1)[1].removeprefix("width ").join(
-        ["width " if spec["arch"] == "unet" else "", ""])
+        ["width " if spec["arch"] == "unet" else "", ""]
+    )
 
 
 def test_describe_model_refuses_an_unknown_architecture():
@@ -71,5 +92,7 @@ def test_describe_model_refuses_an_unknown_architecture():
 def test_only_meshnet_is_fully_convolutional():
     meshnet = build_model(model_config("meshnet", 3))
     assert require_fully_convolutional(meshnet) == meshnet.receptive_radius == 18
-    with pytest.raises(ValueError, match="x needs a fully convolutional model \\(MeshNet\\), not UNet"):
+    with pytest.raises(
+        ValueError, match="x needs a fully convolutional model \\(MeshNet\\), not UNet"
+    ):
         require_fully_convolutional(build_model(model_config("unet", 3, width=2)), "x")

@@ -53,7 +53,11 @@ def test_anisotropic_target_samples_every_other_voxel():
 def test_oblique_target_puts_the_cube_at_its_world_position():
     labels, affine, low, high = world_cube()
     target = np.eye(4)
-    target[:3, :3] = Rotation.from_euler("xyz", [12, -20, 7], degrees=True).as_matrix() * [0.9, 1.1, 1.4]
+    target[:3, :3] = Rotation.from_euler("xyz", [12, -20, 7], degrees=True).as_matrix() * [
+        0.9,
+        1.1,
+        1.4,
+    ]
     target[:3, 3] = [-5.0, 3.0, 1.0]
     shape = (45, 40, 30)
     out = resample_nearest(labels, affine, shape, target)
@@ -103,7 +107,9 @@ def test_unreadable_reference_names_the_file(tmp_path):
     save_image(np.zeros((4, 4, 4), np.uint8), np.eye(4), tmp_path / "labels.nii.gz")
     (tmp_path / "t1.nii.gz").write_text("not an image")
     with pytest.raises(ImageError, match=r"t1\.nii\.gz: not a readable NIfTI"):
-        labels_to_native(tmp_path / "labels.nii.gz", tmp_path / "t1.nii.gz", tmp_path / "out.nii.gz")
+        labels_to_native(
+            tmp_path / "labels.nii.gz", tmp_path / "t1.nii.gz", tmp_path / "out.nii.gz"
+        )
     assert not (tmp_path / "out.nii.gz").exists()
 
 
@@ -114,9 +120,13 @@ def test_demo_round_trip_through_the_prepared_grid(tmp_path):
     from meshseg.metrics import dice_per_class
 
     make_demo_subject(0, 0, tmp_path / "t1.nii.gz", tmp_path / "labels.nii.gz")
-    conform_file(tmp_path / "labels.nii.gz", tmp_path / "conformed.nii.gz", labels=True, backend="python")
+    conform_file(
+        tmp_path / "labels.nii.gz", tmp_path / "conformed.nii.gz", labels=True, backend="python"
+    )
     prepare_file(tmp_path / "conformed.nii.gz", tmp_path / "prepared.nii.gz", labels=True)
-    labels_to_native(tmp_path / "prepared.nii.gz", tmp_path / "t1.nii.gz", tmp_path / "native.nii.gz")
+    labels_to_native(
+        tmp_path / "prepared.nii.gz", tmp_path / "t1.nii.gz", tmp_path / "native.nii.gz"
+    )
 
     truth, out = nib.load(tmp_path / "labels.nii.gz"), nib.load(tmp_path / "native.nii.gz")
     assert_same_grid(out.header, nib.load(tmp_path / "t1.nii.gz").header)

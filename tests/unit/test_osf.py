@@ -6,9 +6,17 @@ from datetime import datetime
 import pytest
 import requests
 
-from meshseg.data.osf import (DownloadError, cohort_of, cohort_of_subject, download,
-                              extract_subjects, fetch_mindboggle, list_archives,
-                              subjects_in_archive)
+from meshseg.data.osf import (
+    DownloadError,
+    cohort_of,
+    cohort_of_subject,
+    download,
+    extract_subjects,
+    fetch_mindboggle,
+    list_archives,
+    subjects_in_archive,
+)
+
 pytest_plugins = ["tests.osf_server"]  # the fake_osf fixture
 
 MMRR = "MMRR-21_volumes.tar.gz"
@@ -59,8 +67,10 @@ def test_fetch_downloads_only_the_chosen_archives(fake_osf, tmp_path):
     assert fake_osf.downloads("Extra-18_volumes.tar.gz") == 0
     assert fake_osf.downloads(MMRR) == fake_osf.downloads("NKI-TRT-20_volumes.tar.gz") == 1
     assert sorted(p.name for p in (tmp_path / "MMRR-21_volumes").iterdir()) == ["MMRR-21-2"]
-    assert sorted(p.name for p in (tmp_path / "NKI-TRT-20_volumes" / "NKI-TRT-20-5").iterdir()) \
-        == ["labels.DKT31.manual+aseg.nii.gz", "t1weighted.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "NKI-TRT-20_volumes" / "NKI-TRT-20-5").iterdir()) == [
+        "labels.DKT31.manual+aseg.nii.gz",
+        "t1weighted.nii.gz",
+    ]
     assert not (tmp_path / "__MACOSX").exists() and not (tmp_path / "README.txt").exists()
     assert leftovers(tmp_path) == []
 
@@ -74,8 +84,10 @@ def test_subject_not_named_after_its_archive_is_found(fake_osf, tmp_path):
 def test_rerun_makes_no_download_request(fake_osf, tmp_path):
     fetch_mindboggle(fake_osf.api_url, ["MMRR-21"], [], tmp_path, **FAST)
     before = fake_osf.downloads()
-    assert fetch_mindboggle(fake_osf.api_url, ["MMRR-21"], [], tmp_path, **FAST) \
-        == ["MMRR-21-1", "MMRR-21-2"]
+    assert fetch_mindboggle(fake_osf.api_url, ["MMRR-21"], [], tmp_path, **FAST) == [
+        "MMRR-21-1",
+        "MMRR-21-2",
+    ]
     assert before == 1 and fake_osf.downloads() == before
 
 
@@ -104,8 +116,11 @@ def test_wrong_hash_fails_and_leaves_no_file(fake_osf, tmp_path, hash_types):
     remote = remote_of(fake_osf, MMRR)
     fake_osf.faults[MMRR] = ["badhash"]
     algorithm = hash_types[-1]
-    with pytest.raises(DownloadError, match=f"{MMRR}: downloaded file has {algorithm} [0-9a-f]+, "
-                                            f"expected {getattr(remote, algorithm)}"):
+    with pytest.raises(
+        DownloadError,
+        match=f"{MMRR}: downloaded file has {algorithm} [0-9a-f]+, "
+        f"expected {getattr(remote, algorithm)}",
+    ):
         download(remote, tmp_path / MMRR, **FAST)
     assert list(tmp_path.iterdir()) == [] and fake_osf.downloads(MMRR) == 1
 
@@ -187,17 +202,26 @@ def test_manifest_records_each_archive(fake_osf, tmp_path):
         rows = list(csv.DictReader(stream, delimiter="\t"))
     lines = (tmp_path / "manifest.tsv").read_text().splitlines()
     assert lines[0] == "file\tsize\thash_type\thash\turl\tdownloaded_utc" and '"' not in lines[1]
-    assert [r["file"] for r in rows] == ["archives/MMRR-21_volumes.tar.gz",
-                                         "archives/NKI-TRT-20_volumes.tar.gz"]
+    assert [r["file"] for r in rows] == [
+        "archives/MMRR-21_volumes.tar.gz",
+        "archives/NKI-TRT-20_volumes.tar.gz",
+    ]
     remote = remote_of(fake_osf, MMRR)
     assert rows[0] | {"downloaded_utc": ""} == {
-        "file": "archives/MMRR-21_volumes.tar.gz", "size": str(remote.size), "hash_type": "sha256",
-        "hash": remote.sha256, "url": remote.url, "downloaded_utc": ""}
+        "file": "archives/MMRR-21_volumes.tar.gz",
+        "size": str(remote.size),
+        "hash_type": "sha256",
+        "hash": remote.sha256,
+        "url": remote.url,
+        "downloaded_utc": "",
+    }
     assert datetime.fromisoformat(rows[0]["downloaded_utc"]).utcoffset().total_seconds() == 0
 
 
-@pytest.mark.parametrize("name,cohort", [("MMRR-21_volumes.tar.gz", "MMRR-21"),
-                                         ("NKI-TRT-20_volumes.tar.gz", "NKI-TRT-20")])
+@pytest.mark.parametrize(
+    "name,cohort",
+    [("MMRR-21_volumes.tar.gz", "MMRR-21"), ("NKI-TRT-20_volumes.tar.gz", "NKI-TRT-20")],
+)
 def test_cohort_of(name, cohort):
     assert cohort_of(name) == cohort
 

@@ -14,7 +14,14 @@ from meshseg.image.conform import conform_file
 from meshseg.image.native import labels_to_native
 from meshseg.image.preprocess import prepare_file
 
-_DIRECTIONS = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
+_DIRECTIONS = {
+    "R": (1, 0, 0),
+    "L": (-1, 0, 0),
+    "A": (0, 1, 0),
+    "P": (0, -1, 0),
+    "S": (0, 0, 1),
+    "I": (0, 0, -1),
+}
 SCANNER_OFFSET = np.array([-97.31, -131.17, -70.61])  # mm, not a multiple of the voxel size
 
 
@@ -29,9 +36,13 @@ def grid_affine(axcodes: str, zoom: float, shape, offset=SCANNER_OFFSET) -> np.n
 def round_trip(tmp_path, labels: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """The labels after conform_file -> prepare_file -> labels_to_native, as a NIfTI file would."""
     nib.save(nib.Nifti1Image(labels, affine), tmp_path / "labels.nii.gz")
-    conform_file(tmp_path / "labels.nii.gz", tmp_path / "conformed.nii.gz", labels=True, backend="python")
+    conform_file(
+        tmp_path / "labels.nii.gz", tmp_path / "conformed.nii.gz", labels=True, backend="python"
+    )
     prepare_file(tmp_path / "conformed.nii.gz", tmp_path / "prepared.nii.gz", labels=True)
-    labels_to_native(tmp_path / "prepared.nii.gz", tmp_path / "labels.nii.gz", tmp_path / "native.nii.gz")
+    labels_to_native(
+        tmp_path / "prepared.nii.gz", tmp_path / "labels.nii.gz", tmp_path / "native.nii.gz"
+    )
     return np.asarray(nib.load(tmp_path / "native.nii.gz").dataobj)
 
 
@@ -48,14 +59,20 @@ def shell_labels(shape, affine) -> np.ndarray:
     return shells.reshape(shape)
 
 
-@pytest.mark.parametrize("shape", [(61, 73, 57), (60, 72, 56), (61, 72, 57)], ids=["odd", "even", "mixed"])
+@pytest.mark.parametrize(
+    "shape", [(61, 73, 57), (60, 72, 56), (61, 72, 57)], ids=["odd", "even", "mixed"]
+)
 @pytest.mark.parametrize("axcodes", ["RAS", "LAS", "LPI", "LIA", "PSR"])
 def test_axis_aligned_1mm_is_exact(tmp_path, shape, axcodes):
     labels = random_labels(shape)
-    np.testing.assert_array_equal(round_trip(tmp_path, labels, grid_affine(axcodes, 1.0, shape)), labels)
+    np.testing.assert_array_equal(
+        round_trip(tmp_path, labels, grid_affine(axcodes, 1.0, shape)), labels
+    )
 
 
-@pytest.mark.parametrize("offset", [(-98.0, -134.0, -72.0), tuple(SCANNER_OFFSET)], ids=["template", "scanner"])
+@pytest.mark.parametrize(
+    "offset", [(-98.0, -134.0, -72.0), tuple(SCANNER_OFFSET)], ids=["template", "scanner"]
+)
 def test_icbm_template_grid_is_exact(tmp_path, offset):
     """nilearn's ICBM152 grid (197x233x189, RAS, 1 mm), as shipped and with a scanner offset."""
     shape = (197, 233, 189)
@@ -80,7 +97,9 @@ def test_other_voxel_sizes_keep_smooth_labels(tmp_path, zoom, axcodes):
 def test_oblique_grid_keeps_smooth_labels(tmp_path):
     shape = (61, 72, 57)
     affine = grid_affine("RAS", 1.0, shape)
-    affine[:3, :3] = Rotation.from_euler("xyz", [8, -5, 12], degrees=True).as_matrix() @ affine[:3, :3]
+    affine[:3, :3] = (
+        Rotation.from_euler("xyz", [8, -5, 12], degrees=True).as_matrix() @ affine[:3, :3]
+    )
     labels = shell_labels(shape, affine)
     agreement = float((round_trip(tmp_path, labels, affine) == labels).mean())
     print(f"oblique 1 mm: {agreement:.4f} of voxels agree")

@@ -45,9 +45,12 @@ def test_precision_choice():
 def restore_determinism(monkeypatch):
     """Put PyTorch's process-wide determinism flags back after the test."""
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    saved = (torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     yield
     torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:]
@@ -61,11 +64,14 @@ def test_deterministic_flags(restore_determinism):
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     runtime.set_deterministic(False)
-    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    assert (
+        not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    )
 
 
 def test_forced_bf16_without_native_bf16_warns_and_runs_unfused(monkeypatch, caplog):
     """An AVX2-only CPU: oneDNN's fused bf16 convolution raises there; the plain one works."""
+
     def no_bf16_kernel(*args):
         raise RuntimeError("mkldnn_convolution: bf16 path needs the cpu support avx512bw")
 
@@ -86,7 +92,9 @@ def test_forced_bf16_without_native_bf16_warns_and_runs_unfused(monkeypatch, cap
     torch.testing.assert_close(got.float(), plain.float(), atol=0.05, rtol=0.05)
 
 
-@pytest.mark.skipif(platform.machine() != "x86_64", reason="ONEDNN_MAX_CPU_ISA=AVX2 is an x86 setting")
+@pytest.mark.skipif(
+    platform.machine() != "x86_64", reason="ONEDNN_MAX_CPU_ISA=AVX2 is an x86 setting"
+)
 def test_bf16_inference_on_a_cpu_limited_to_avx2():
     """The real thing: oneDNN told to use AVX2 at most (ONEDNN_MAX_CPU_ISA), as such a CPU has."""
     script = textwrap.dedent("""
@@ -95,12 +103,19 @@ def test_bf16_inference_on_a_cpu_limited_to_avx2():
         from meshseg.nn.models import build_model, model_config
         from meshseg.nn.whole import predict_whole
         cpu = torch.device("cpu")
-        model, image = build_model(model_config("meshnet", 3)).eval(), torch.rand(20, 20, 20).numpy()
-        predict_whole(model, image, runtime.Compute(cpu, runtime.autocast_dtype(cpu, "bf16"), channels_last=True))
+        model = build_model(model_config("meshnet", 3)).eval()
+        image = torch.rand(20, 20, 20).numpy()
+        bf16 = runtime.autocast_dtype(cpu, "bf16")
+        predict_whole(model, image, runtime.Compute(cpu, bf16, channels_last=True))
         print("native bf16:", runtime.has_native_bf16(cpu))
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "native bf16: False" in done.stdout
 
@@ -120,19 +135,32 @@ def test_log_to_sends_records_and_stderr_to_the_file(tmp_path):
 
 
 def test_compute_moves_batches_once_and_names_its_device():
-    compute = runtime.Compute.from_settings(device="cpu", precision="fp32", channels_last=True, threads=1)
+    compute = runtime.Compute.from_settings(
+        device="cpu", precision="fp32", channels_last=True, threads=1
+    )
     assert compute == runtime.Compute(torch.device("cpu"), None, True, 1)
     x = compute.to_device(torch.rand(2, 3, 4, 4, 4))
     assert x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
-    y = compute.to_device(torch.zeros(2, 4, 4, 4, dtype=torch.int64))  # labels: not 5-D, as they are
+    y = compute.to_device(
+        torch.zeros(2, 4, 4, 4, dtype=torch.int64)
+    )  # labels: not 5-D, as they are
     assert y.is_contiguous() and y.dtype == torch.int64
-    assert runtime.Compute(torch.device("cpu"), None).to_device(torch.rand(2, 3, 4, 4, 4)).is_contiguous()
+    assert (
+        runtime.Compute(torch.device("cpu"), None)
+        .to_device(torch.rand(2, 3, 4, 4, 4))
+        .is_contiguous()
+    )
     assert compute.describe() == runtime.describe(torch.device("cpu"), None)
 
 
-@pytest.mark.parametrize("settings, message", [
-    (("tpu", "auto", 1), "unknown device"), (("cpu", "fp8", 1), "unknown precision"),
-    (("cpu", "fp32", 0), "threads must be >= 1")])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (("tpu", "auto", 1), "unknown device"),
+        (("cpu", "fp8", 1), "unknown precision"),
+        (("cpu", "fp32", 0), "threads must be >= 1"),
+    ],
+)
 def test_check_settings_names_the_bad_value(settings, message):
     with pytest.raises(ValueError, match=message):
         runtime.check_settings(*settings)

@@ -27,9 +27,13 @@ with open(os.environ["SBATCH_RECORD"], "a") as record:
 sys.exit("sbatch: error: stand-in of tests/unit/test_slurm_submit.py")
 """
 OTHERS = {
-    "sacctmgr": "#!/bin/sh\necho my_account\n",  # the account list the filled-in account is checked against
+    # the account list the filled-in account is checked against
+    "sacctmgr": "#!/bin/sh\necho my_account\n",
     "sinfo": "#!/bin/sh\necho PARTITION\n",  # no default partition
-    **{name: "#!/bin/sh\nexit 1\n" for name in ("sacct", "squeue", "scontrol", "sshare", "scancel", "srun")},
+    **{
+        name: "#!/bin/sh\nexit 1\n"
+        for name in ("sacct", "squeue", "scontrol", "sshare", "scancel", "srun")
+    },
 }
 
 
@@ -57,22 +61,42 @@ def sbatch_calls(tmp_path: Path, target: str, inputs: list[str], gpu: bool) -> l
     for path in inputs:
         (workdir / path).parent.mkdir(parents=True, exist_ok=True)
         (workdir / path).touch()
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SBATCH_RECORD": str(record)}
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               *config_args(tmp_path / "config.yaml", {"compute": {"gpu": gpu}}, baby=False),
-               "--profile", str(users_profile(tmp_path)),
-               "--slurm-init-seconds-before-status-checks", "1",  # end soon after the failed submission
-               "--", target]
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SBATCH_RECORD": str(record),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *config_args(tmp_path / "config.yaml", {"compute": {"gpu": gpu}}, baby=False),
+        "--profile",
+        str(users_profile(tmp_path)),
+        "--slurm-init-seconds-before-status-checks",
+        "1",  # end soon after the failed submission
+        "--",
+        target,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     output = result.stdout + result.stderr
-    assert result.returncode != 0 and record.is_file(), output[-5000:]  # the stand-in sbatch failed the run
+    assert result.returncode != 0 and record.is_file(), output[
+        -5000:
+    ]  # the stand-in sbatch failed the run
     return [json.loads(line) for line in record.read_text().splitlines()]
 
 
 def prepared(split: str) -> list[str]:
     subjects = pd.read_csv(ROOT / "config/subjects.tsv", sep="\t")
-    return [f"results/prepared/{s}/{kind}.nii.gz" for s in subjects.loc[subjects["split"] == split, "subject"]
-            for kind in ("t1", "labels")]
+    return [
+        f"results/prepared/{s}/{kind}.nii.gz"
+        for s in subjects.loc[subjects["split"] == split, "subject"]
+        for kind in ("t1", "labels")
+    ]
 
 
 def flag(call: list[str], name: str) -> str | None:
@@ -87,8 +111,12 @@ def flag(call: list[str], name: str) -> str | None:
 
 @pytest.mark.parametrize("gpu", [True, False], ids=["gpu", "cpu"])
 def test_training_job_sbatch_flags(tmp_path, gpu):
-    calls = sbatch_calls(tmp_path, "results/models/meshnet/checkpoint.pt",
-                         prepared("train") + prepared("validation"), gpu)
+    calls = sbatch_calls(
+        tmp_path,
+        "results/models/meshnet/checkpoint.pt",
+        prepared("train") + prepared("validation"),
+        gpu,
+    )
     assert len(calls) == 1, calls
     call = calls[0]
     assert call[0] == "--parsable"
@@ -97,7 +125,9 @@ def test_training_job_sbatch_flags(tmp_path, gpu):
     assert flag(call, "--mem") == "8000"  # MB, rules/train.smk
     assert flag(call, "-t") == "240"  # minutes, rules/train.smk
     assert flag(call, "--cpus-per-task") == "8"  # min(compute.train_threads, cores of the profile)
-    assert flag(call, "--ntasks") == (None if gpu else "1")  # the plugin leaves tasks out of GPU jobs
+    assert flag(call, "--ntasks") == (
+        None if gpu else "1"
+    )  # the plugin leaves tasks out of GPU jobs
     assert flag(call, "-A") == "my_account"
     assert flag(call, "-p") == "my_partition"
     assert flag(call, "--job-name").startswith("meshseg_")
@@ -109,10 +139,18 @@ def test_segment_group_job_sbatch_flags(tmp_path):
     group job."""
     subject = sorted(p.split("/")[2] for p in prepared("test"))[0]
     raw = f"resources/data/MNI152-demo_volumes/{subject}"
-    calls = sbatch_calls(tmp_path, f"results/metrics/meshnet/{subject}.tsv",
-                         [f"{raw}/t1weighted.nii.gz", f"{raw}/labels.gwm.nii.gz",
-                          "results/models/meshnet/checkpoint.pt", f"results/prepared/{subject}/t1.nii.gz",
-                          f"results/prepared/{subject}/labels.nii.gz"], gpu=True)
+    calls = sbatch_calls(
+        tmp_path,
+        f"results/metrics/meshnet/{subject}.tsv",
+        [
+            f"{raw}/t1weighted.nii.gz",
+            f"{raw}/labels.gwm.nii.gz",
+            "results/models/meshnet/checkpoint.pt",
+            f"results/prepared/{subject}/t1.nii.gz",
+            f"results/prepared/{subject}/labels.nii.gz",
+        ],
+        gpu=True,
+    )
     assert len(calls) == 1, calls
     call = calls[0]
     for rule in ("segment_subject", "native_labels", "evaluate_subject"):

@@ -4,8 +4,9 @@ import pytest
 from meshseg.data.splits import split_counts, split_table_file, stratified_split, update_split
 
 COHORTS = {"Extra-18": 18, "MMRR-21": 21, "NKI-RS-22": 22, "NKI-TRT-20": 20, "OASIS-TRT-20": 20}
-MINDBOGGLE = pd.DataFrame([{"subject": f"{c}-{i}", "cohort": c} for c, n in COHORTS.items()
-                           for i in range(1, n + 1)])
+MINDBOGGLE = pd.DataFrame(
+    [{"subject": f"{c}-{i}", "cohort": c} for c, n in COHORTS.items() for i in range(1, n + 1)]
+)
 DEFAULT = {"train": 70, "validation": 10, "test": 21}
 
 
@@ -35,8 +36,11 @@ def test_seeded_and_independent_of_row_order():
 
 
 def test_update_split_without_previous_is_the_seeded_split():
-    pd.testing.assert_frame_equal(update_split(MINDBOGGLE, {}, DEFAULT, seed=2),
-                                  stratified_split(MINDBOGGLE, DEFAULT, seed=2), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        update_split(MINDBOGGLE, {}, DEFAULT, seed=2),
+        stratified_split(MINDBOGGLE, DEFAULT, seed=2),
+        check_dtype=False,
+    )
 
 
 def test_update_split_keeps_previous_splits_and_fills_what_each_split_lacks():
@@ -52,7 +56,11 @@ def test_update_split_keeps_previous_splits_and_fills_what_each_split_lacks():
     # (52.5 : 7.5, the tie going to train) and every new cohort gets a validation subject
     new = table[~table["subject"].isin(two["subject"])]
     assert new["split"].value_counts().to_dict() == {"train": 53, "validation": 7}
-    assert set(new.loc[new["split"] == "validation", "cohort"]) == {"Extra-18", "NKI-RS-22", "OASIS-TRT-20"}
+    assert set(new.loc[new["split"] == "validation", "cohort"]) == {
+        "Extra-18",
+        "NKI-RS-22",
+        "OASIS-TRT-20",
+    }
 
 
 def test_update_split_reaches_the_scaled_sizes_when_previous_did():
@@ -70,7 +78,9 @@ def test_split_table_file_updates_an_existing_sheet(tmp_path):
     split_table_file(table, DEFAULT, 0, sheet)
     written = pd.read_csv(sheet, sep="\t")
     assert written["subject"].tolist() == ["Extra-18-1", "Extra-18-2", "Extra-18-3"]
-    assert written["split"].tolist()[0] == "test" and set(written["split"].tolist()[1:]) == {"train"}
+    assert written["split"].tolist()[0] == "test" and set(written["split"].tolist()[1:]) == {
+        "train"
+    }
     sheet.write_text("subject\tcohort\tsplit\nExtra-18-1\tExtra-18\tholdout\n")
     with pytest.raises(ValueError, match=r"sheet\.tsv: unknown split values \['holdout'\]"):
         split_table_file(table, DEFAULT, 0, sheet)

@@ -1,8 +1,12 @@
 import numpy as np
 import pytest
 
-from meshseg.nn.subvolumes import (gaussian_locations, grid_locations, grid_starts,
-                                   inference_locations)
+from meshseg.nn.subvolumes import (
+    gaussian_locations,
+    grid_locations,
+    grid_starts,
+    inference_locations,
+)
 
 
 def test_grid_starts_worked_example():
@@ -15,7 +19,7 @@ def test_grid_covers_every_voxel():
     size, patch = 50, 12
     covered = np.zeros((size,) * 3, bool)
     for x, y, z in grid_locations(size, patch):
-        covered[x:x + patch, y:y + patch, z:z + patch] = True
+        covered[x : x + patch, y : y + patch, z : z + patch] = True
     assert covered.all()
     assert len(grid_locations(256, 38)) == 343
 

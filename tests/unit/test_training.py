@@ -24,8 +24,18 @@ def data(train=2, validation=1):
 
 
 def config(**overrides):
-    base = dict(steps=6, batch_size=2, patch=16, sd=12, validate_every=3, val_crops=2,
-                checkpoint_every=3, precision="fp32", device="cpu", threads=1)
+    base = dict(
+        steps=6,
+        batch_size=2,
+        patch=16,
+        sd=12,
+        validate_every=3,
+        val_crops=2,
+        checkpoint_every=3,
+        precision="fp32",
+        device="cpu",
+        threads=1,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -53,7 +63,9 @@ def test_training_lowers_the_loss(tmp_path):
 # checkpoint_every 2 does not divide validate_every 3: the step-6 curve row's mean loss spans
 # the step-4 checkpoint, so the losses since the last row must be resumed too.
 @pytest.mark.parametrize("checkpoint_every, resumed_from", [(3, 3), (2, 4)])
-def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, checkpoint_every, resumed_from):
+def test_killed_run_resumes_to_the_same_result(
+    tmp_path, monkeypatch, checkpoint_every, resumed_from
+):
     cfg = config(checkpoint_every=checkpoint_every)
     reference = tmp_path / "ref.pt"
     train(cfg, SPEC, data(), reference, tmp_path / "ref.tsv")
@@ -78,15 +90,22 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch, checkpoint
     resumed, expected = load_checkpoint(ckpt)["model"], load_checkpoint(reference)["model"]
     for name in expected:
         torch.testing.assert_close(resumed[name], expected[name], rtol=0, atol=0)
-    assert pd.read_csv(tmp_path / "run.tsv", sep="\t").equals(pd.read_csv(tmp_path / "ref.tsv", sep="\t"))
+    assert pd.read_csv(tmp_path / "run.tsv", sep="\t").equals(
+        pd.read_csv(tmp_path / "ref.tsv", sep="\t")
+    )
 
 
 def test_deterministic_kernels_follow_the_config_and_leave_cpu_results_alone(tmp_path):
     weights = {}
     for deterministic in (True, False):  # False last: later tests get PyTorch's default back
         ckpt = tmp_path / f"{deterministic}.pt"
-        train(config(steps=2, deterministic=deterministic), SPEC, data(validation=0), ckpt,
-              tmp_path / "c.tsv")
+        train(
+            config(steps=2, deterministic=deterministic),
+            SPEC,
+            data(validation=0),
+            ckpt,
+            tmp_path / "c.tsv",
+        )
         assert torch.are_deterministic_algorithms_enabled() is deterministic
         assert torch.backends.cudnn.deterministic is deterministic
         weights[deterministic] = load_checkpoint(ckpt)["model"]
@@ -98,14 +117,22 @@ def test_resume_state_of_another_configuration_is_ignored(tmp_path):
     ckpt = tmp_path / "c.pt"
     train(config(steps=4, checkpoint_every=2), SPEC, data(validation=0), ckpt, tmp_path / "c.tsv")
     (tmp_path / "c.pt.resume.pt").write_bytes(ckpt.read_bytes())  # a stale state
-    train(config(steps=4, checkpoint_every=2, seed=1), SPEC, data(validation=0), ckpt, tmp_path / "c.tsv")
+    train(
+        config(steps=4, checkpoint_every=2, seed=1),
+        SPEC,
+        data(validation=0),
+        ckpt,
+        tmp_path / "c.tsv",
+    )
     assert load_checkpoint(ckpt)["train_config"]["seed"] == 1
 
 
 def test_train_files_reads_prepared_volumes(tmp_path, prepared_pair):
     image, labels, *_ = prepared_pair
     both = TrainingData.load("demo_gwm", [image], [labels], [image], [labels])
-    train_files(config(steps=2), {"arch": "unet", "width": 2}, both, tmp_path / "u.pt", tmp_path / "u.tsv")
+    train_files(
+        config(steps=2), {"arch": "unet", "width": 2}, both, tmp_path / "u.pt", tmp_path / "u.tsv"
+    )
     assert load_checkpoint(tmp_path / "u.pt")["model_config"]["arch"] == "unet"
 
 
@@ -116,6 +143,7 @@ def test_no_training_subjects_is_an_error(tmp_path):
 
 def test_labels_outside_the_set_name_the_file(tmp_path, prepared_pair):
     from meshseg.image.io import save_image
+
     image, _, _, labels = prepared_pair
     bad = tmp_path / "bad_labels.nii.gz"
     save_image(np.where(labels == 2, 9, labels).astype(np.uint8), np.diag([-1.0, 1, 1, 1]), bad)
@@ -123,10 +151,17 @@ def test_labels_outside_the_set_name_the_file(tmp_path, prepared_pair):
         load_volumes([image], [bad], LABELSET)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("steps", 0, "steps must be >= 1"), ("patch", 0, "patch must be >= 1"),
-    ("checkpoint_every", 0, "checkpoint_every must be >= 1"), ("sd", 0.0, "sd, max_lr > 0"),
-    ("precision", "fp16", "unknown precision"), ("device", "tpu", "unknown device")])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("steps", 0, "steps must be >= 1"),
+        ("patch", 0, "patch must be >= 1"),
+        ("checkpoint_every", 0, "checkpoint_every must be >= 1"),
+        ("sd", 0.0, "sd, max_lr > 0"),
+        ("precision", "fp16", "unknown precision"),
+        ("device", "tpu", "unknown device"),
+    ],
+)
 def test_train_config_validates_itself(field, value, message):
     with pytest.raises(ValueError, match=message):
         config(**{field: value})

@@ -33,7 +33,9 @@ def test_agreeing_subvolumes_reproduce_the_input():
     truth = np.random.default_rng(0).integers(0, 4, size=(8, 8, 8)).astype(np.uint8)
     votes = VoteAggregator((8, 8, 8), 4, slab=3)
     locations = np.array([(x, y, z) for x in (0, 4) for y in (0, 4) for z in (0, 4)])
-    votes.add(np.stack([truth[x:x + 4, y:y + 4, z:z + 4] for x, y, z in locations]), locations)
+    votes.add(
+        np.stack([truth[x : x + 4, y : y + 4, z : z + 4] for x, y, z in locations]), locations
+    )
     np.testing.assert_array_equal(votes.result(), truth)
 
 
@@ -53,8 +55,16 @@ def test_majority_wins_and_the_reference_rule_gives_ties_to_the_lowest_class():
 def one_voxel_votes(rule: str) -> int:
     """Five crops over one voxel: votes 1, 1, 2, 2, 0; class 2 holds more probability than 1,
     class 0 the most of all."""
-    probabilities = np.array([[0.33, 0.34, 0.33], [0.33, 0.34, 0.33], [0.44, 0.10, 0.46],
-                              [0.49, 0.00, 0.51], [0.50, 0.25, 0.25]], np.float32)
+    probabilities = np.array(
+        [
+            [0.33, 0.34, 0.33],
+            [0.33, 0.34, 0.33],
+            [0.44, 0.10, 0.46],
+            [0.49, 0.00, 0.51],
+            [0.50, 0.25, 0.25],
+        ],
+        np.float32,
+    )
     votes = VoteAggregator((1, 1, 1), 3, rule=rule)
     votes.add(probabilities.reshape(5, 3, 1, 1, 1), np.zeros((5, 3), int))
     return votes.result().item()
@@ -107,13 +117,17 @@ def test_the_rules_differ_only_where_the_top_count_is_tied():
     assert tied.any() and (hard[tied] != lowest[tied]).any()  # the data has ties that matter
     np.testing.assert_array_equal(hard[~tied], lowest[~tied])
     votes = {rule: VoteAggregator((30, 20, 24), 5, rule=rule) for rule in ("hard", "hard-lowest")}
-    for rule, aggregator in votes.items():
+    for aggregator in votes.values():
         aggregator.add(probabilities, locations)
-    np.testing.assert_array_equal(votes["hard"].result()[~tied], votes["hard-lowest"].result()[~tied])
+    np.testing.assert_array_equal(
+        votes["hard"].result()[~tied], votes["hard-lowest"].result()[~tied]
+    )
 
 
 def test_soft_vote_is_the_argmax_of_summed_probabilities():
-    probabilities = np.array([[0.6, 0.4], [0.6, 0.4], [0.0, 1.0]], np.float32).reshape(3, 2, 1, 1, 1)
+    probabilities = np.array([[0.6, 0.4], [0.6, 0.4], [0.0, 1.0]], np.float32).reshape(
+        3, 2, 1, 1, 1
+    )
     soft = VoteAggregator((1, 1, 1), 2, rule="soft")
     soft.add(probabilities, np.zeros((3, 3), int))
     hard = VoteAggregator((1, 1, 1), 2, rule="hard")
@@ -127,9 +141,13 @@ def test_bad_input_is_an_error():
     with pytest.raises(ValueError, match="unknown vote rule 'majority'"):
         VoteAggregator((4, 4, 4), 2, rule="majority")
     with pytest.raises(ValueError, match="the hard vote needs probabilities"):
-        VoteAggregator((4, 4, 4), 2, rule="hard").add(np.zeros((1, 2, 2, 2), np.uint8), np.zeros((1, 3), int))
+        VoteAggregator((4, 4, 4), 2, rule="hard").add(
+            np.zeros((1, 2, 2, 2), np.uint8), np.zeros((1, 3), int)
+        )
     with pytest.raises(ValueError, match="3 classes, not 2"):
-        VoteAggregator((4, 4, 4), 2, rule="soft").add(np.zeros((1, 3, 2, 2, 2)), np.zeros((1, 3), int))
+        VoteAggregator((4, 4, 4), 2, rule="soft").add(
+            np.zeros((1, 3, 2, 2, 2)), np.zeros((1, 3), int)
+        )
     votes = VoteAggregator((4, 4, 4), 2, rule="soft")
     votes.add(np.zeros((1, 2, 2, 2, 2)), np.array([[2, 0, 0]]))
     with pytest.raises(ValueError, match=r"first-axis start \(got 1 after 2\)"):

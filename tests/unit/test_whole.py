@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from meshseg.image.grid import nonzero_box
 from meshseg.nn.models import build_model, model_config
 from meshseg.nn.runtime import Compute
-from meshseg.image.grid import nonzero_box
 from meshseg.nn.whole import predict_whole, zero_padded_block
 
 CPU = Compute(torch.device("cpu"), None)
@@ -33,7 +33,9 @@ def test_whole_volume_equals_one_pass_over_the_zero_surrounded_volume(slab, clas
     radius = model.receptive_radius
     with torch.inference_mode():
         padded = torch.nn.functional.pad(torch.from_numpy(image)[None, None], (radius,) * 6)
-        expected = model(padded).argmax(1)[0, radius:-radius, radius:-radius, radius:-radius].numpy()
+        expected = (
+            model(padded).argmax(1)[0, radius:-radius, radius:-radius, radius:-radius].numpy()
+        )
     got = predict_whole(model, image, CPU, slab=slab, classify=classify)
     np.testing.assert_array_equal(got, expected)
 
@@ -58,7 +60,9 @@ def test_an_empty_volume_gets_the_label_of_empty_input():
 
 def test_whole_volume_refuses_a_unet():
     with pytest.raises(ValueError, match="fully convolutional"):
-        predict_whole(build_model(model_config("unet", 3, width=2)), np.zeros((8, 8, 8), np.float32), CPU)
+        predict_whole(
+            build_model(model_config("unet", 3, width=2)), np.zeros((8, 8, 8), np.float32), CPU
+        )
 
 
 def test_tissue_box_and_zero_padded_block():

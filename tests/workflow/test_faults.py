@@ -28,9 +28,19 @@ def dry_run(tmp_path: Path, **changes) -> tuple[int, str]:
         for parent in parents:
             block = block.setdefault(parent, {})
         block[key] = value
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-               "--directory", str(tmp_path / "run"), *config_args(tmp_path / "config.yaml", overrides),
-               "--cores", "1", "-n"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path / "run"),
+        *config_args(tmp_path / "config.yaml", overrides),
+        "--cores",
+        "1",
+        "-n",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     return result.returncode, result.stdout + result.stderr
 
@@ -40,14 +50,19 @@ def assert_no_job_ran(output: str, workdir: Path) -> None:
     assert not (workdir / "results").exists() and not (workdir / "logs").exists()
 
 
-@pytest.mark.parametrize("key,value,problem", [
-    ("train.steps", "ten", "'ten' is not of type 'integer'"),
-    ("volume_size", 8, "8 is less than the minimum of 64"),
-    ("models.meshnet.dropout", 1.5, "1.5 is greater than or equal to the maximum of 1"),
-    ("compute.device", "gpu", "'gpu' is not one of ['auto', 'cpu', 'cuda']"),
-], ids=["wrong-type", "below-minimum", "above-maximum", "not-an-allowed-value"])
+@pytest.mark.parametrize(
+    "key,value,problem",
+    [
+        ("train.steps", "ten", "'ten' is not of type 'integer'"),
+        ("volume_size", 8, "8 is less than the minimum of 64"),
+        ("models.meshnet.dropout", 1.5, "1.5 is greater than or equal to the maximum of 1"),
+        ("compute.device", "gpu", "'gpu' is not one of ['auto', 'cpu', 'cuda']"),
+    ],
+    ids=["wrong-type", "below-minimum", "above-maximum", "not-an-allowed-value"],
+)
 def test_config_value_of_wrong_type_or_out_of_range_stops_before_any_job_naming_the_key(
-        tmp_path, key, value, problem):
+    tmp_path, key, value, problem
+):
     status, output = dry_run(tmp_path, **{key: value})
     assert status != 0
     assert "Error validating config file" in output and problem in output, output[-3000:]
@@ -56,14 +71,22 @@ def test_config_value_of_wrong_type_or_out_of_range_stops_before_any_job_naming_
     assert_no_job_ran(output, tmp_path / "run")
 
 
-@pytest.mark.parametrize("text,problem", [
-    (None, "cannot read the subject sheet"),
-    ("subject\tcohort\tsplit\n", "subject sheet has no subjects"),
-    ("subject\tcohort\tsplit\nMNI152-demo-1\tMNI152-demo\ttrain\n"
-     "MNI152-demo-1\tMNI152-demo\ttest\n", "subjects listed more than once: ['MNI152-demo-1']"),
-], ids=["missing", "empty", "duplicated"])
+@pytest.mark.parametrize(
+    "text,problem",
+    [
+        (None, "cannot read the subject sheet"),
+        ("subject\tcohort\tsplit\n", "subject sheet has no subjects"),
+        (
+            "subject\tcohort\tsplit\nMNI152-demo-1\tMNI152-demo\ttrain\n"
+            "MNI152-demo-1\tMNI152-demo\ttest\n",
+            "subjects listed more than once: ['MNI152-demo-1']",
+        ),
+    ],
+    ids=["missing", "empty", "duplicated"],
+)
 def test_missing_empty_or_duplicated_subject_sheet_stops_before_any_job_naming_the_file(
-        tmp_path, text, problem):
+    tmp_path, text, problem
+):
     sheet = tmp_path / "my_subjects.tsv"
     if text is not None:
         sheet.write_text(text)
@@ -73,13 +96,28 @@ def test_missing_empty_or_duplicated_subject_sheet_stops_before_any_job_naming_t
     assert_no_job_ran(output, tmp_path / "run")
 
 
-@pytest.mark.parametrize("model,key,value,problem", [
-    ("meshnet", "width", 16, "'width' is not one of ['arch', 'variant', 'dropout', 'steps', 'inference']"),
-    ("unet", "variant", "large", "'variant' is not one of ['arch', 'width', 'steps', 'inference']"),
-    ("unet", "inference", "whole", "'vote' was expected"),
-], ids=["width-on-meshnet", "variant-on-unet", "whole-volume-unet"])
+@pytest.mark.parametrize(
+    "model,key,value,problem",
+    [
+        (
+            "meshnet",
+            "width",
+            16,
+            "'width' is not one of ['arch', 'variant', 'dropout', 'steps', 'inference']",
+        ),
+        (
+            "unet",
+            "variant",
+            "large",
+            "'variant' is not one of ['arch', 'width', 'steps', 'inference']",
+        ),
+        ("unet", "inference", "whole", "'vote' was expected"),
+    ],
+    ids=["width-on-meshnet", "variant-on-unet", "whole-volume-unet"],
+)
 def test_a_key_of_the_other_architecture_or_whole_volume_unet_stops_before_any_job(
-        tmp_path, model, key, value, problem):
+    tmp_path, model, key, value, problem
+):
     status, output = dry_run(tmp_path, **{f"models.{model}.{key}": value})
     assert status != 0
     assert "Error validating config file" in output and problem in output, output[-3000:]

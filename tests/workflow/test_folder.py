@@ -28,11 +28,28 @@ pytestmark = pytest.mark.workflow
 
 
 def snakemake(workdir: Path, *args: str) -> str:
-    overrides = {"dataset": "folder", "pretrained": {"meshnet": str(workdir / "meshnet.pt")},
-                 "folder": {"t1": str(workdir / "scans/{subject}/T1w.nii.gz"),
-                            "labels": str(workdir / "scans/{subject}/labels.nii.gz"), "labelset": "demo_gwm"}}
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               *config_args(workdir / "config.yaml", overrides), "--cores", "2", *args]
+    overrides = {
+        "dataset": "folder",
+        "pretrained": {"meshnet": str(workdir / "meshnet.pt")},
+        "folder": {
+            "t1": str(workdir / "scans/{subject}/T1w.nii.gz"),
+            "labels": str(workdir / "scans/{subject}/labels.nii.gz"),
+            "labelset": "demo_gwm",
+        },
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *config_args(workdir / "config.yaml", overrides),
+        "--cores",
+        "2",
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     return result.stdout + result.stderr
@@ -42,13 +59,24 @@ def snakemake(workdir: Path, *args: str) -> str:
 def folder_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("folder")
     for index, subject in [(1, "sub-01"), (2, "sub-02")]:
-        make_demo_subject(index, 7, workdir / "scans" / subject / "T1w.nii.gz",
-                          workdir / "scans" / subject / "labels.nii.gz")
+        make_demo_subject(
+            index,
+            7,
+            workdir / "scans" / subject / "T1w.nii.gz",
+            workdir / "scans" / subject / "labels.nii.gz",
+        )
     (workdir / "scans/sub-02/labels.nii.gz").unlink()
     torch.manual_seed(0)
     spec = model_config("meshnet", 3)
-    save_checkpoint({"model": build_model(spec).state_dict(), "model_config": spec,
-                     "labelset": load_labelset("demo_gwm").to_dict(), "step": 1}, workdir / "meshnet.pt")
+    save_checkpoint(
+        {
+            "model": build_model(spec).state_dict(),
+            "model_config": spec,
+            "labelset": load_labelset("demo_gwm").to_dict(),
+            "step": 1,
+        },
+        workdir / "meshnet.pt",
+    )
     output = snakemake(workdir, "segment")
     return workdir, output
 

@@ -23,8 +23,19 @@ pytestmark = pytest.mark.workflow
 
 def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Run snakemake on the baby config in ``workdir``."""
-    command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-               *config_args(workdir / "overrides.yaml"), "--cores", "2", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *config_args(workdir / "overrides.yaml"),
+        "--cores",
+        "2",
+        *args,
+    ]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
 
 
@@ -57,8 +68,9 @@ def finished_run(tmp_path_factory):
 
 
 def test_lint_is_clean():
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], capture_output=True, text=True,
-                            cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], capture_output=True, text=True, cwd=ROOT
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -68,14 +80,18 @@ def test_tables_are_complete(finished_run):
     assert list(comparison.columns) == COMPARISON_COLUMNS
     assert sorted(comparison["model"]) == ["meshnet", "unet"]
     assert comparison.notna().all().all(), comparison.T
-    expected = {m: count_parameters(build_model(model_config(m, 3, width=2))) for m in ("meshnet", "unet")}
+    expected = {
+        m: count_parameters(build_model(model_config(m, 3, width=2))) for m in ("meshnet", "unet")
+    }
     assert dict(zip(comparison["model"], comparison["parameters"])) == expected
     dice = pd.read_csv(results / "dice.tsv", sep="\t")
     assert len(dice) == 2 * 2 * 3  # subjects x models x classes
     assert dice["dice"].between(0, 1).all()
     assert set(dice["name"]) == {"Unknown", "gray-matter", "white-matter"}
     volumes = pd.read_csv(results / "volumes.tsv", sep="\t")
-    assert volumes.groupby(["subject", "model"])["true_mm3"].sum().to_numpy() == pytest.approx(256 ** 3, rel=1e-5)
+    assert volumes.groupby(["subject", "model"])["true_mm3"].sum().to_numpy() == pytest.approx(
+        256**3, rel=1e-5
+    )
     for model in ("meshnet", "unet"):
         assert (results / "models" / model / "training_curve.tsv").is_file()
         assert (results / "predictions" / model / "MNI152-demo-3" / "labels_lut.txt").is_file()
@@ -89,19 +105,31 @@ def report_results(html: str) -> dict[str, bytes]:
     """The files a Snakemake 9 report embeds (``var results``, base64 data URIs), by path."""
     match = re.search(r"var results = (\{.*?\});\s*</script>", html, re.S)
     assert match, "no embedded results in the report"
-    return {path: base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
-            for path, entry in json.loads(match.group(1)).items()}
+    return {
+        path: base64.b64decode(entry["data_uri"].split("base64,", 1)[1])
+        for path, entry in json.loads(match.group(1)).items()
+    }
 
 
 def test_report_holds_the_tables_and_figures(finished_run):
     snakemake(finished_run, "--report", "report.html", "all")
     html = (finished_run / "report.html").read_text()
     assert html.lstrip().lower().startswith("<!doctype html") and "</html>" in html[-1000:]
-    figures = sorted(f"results/figures/{p.name}" for p in (finished_run / "results/figures").glob("*.png"))
-    assert {"dice_per_class", "overlay_MNI152-demo-3", "overlay_MNI152-demo-4", "training_curves",
-            "volume_agreement"} <= {Path(f).stem for f in figures}
+    figures = sorted(
+        f"results/figures/{p.name}" for p in (finished_run / "results/figures").glob("*.png")
+    )
+    assert {
+        "dice_per_class",
+        "overlay_MNI152-demo-3",
+        "overlay_MNI152-demo-4",
+        "training_curves",
+        "volume_agreement",
+    } <= {Path(f).stem for f in figures}
     embedded = report_results(html)
-    tables = [f"results/{name}.tsv" for name in ("comparison", "claims", "reference_speed", "dice", "volumes")]
+    tables = [
+        f"results/{name}.tsv"
+        for name in ("comparison", "claims", "reference_speed", "dice", "volumes")
+    ]
     assert sorted(embedded) == sorted(tables + figures)
     for path in tables + figures:
         assert embedded[path] == (finished_run / path).read_bytes(), path
@@ -117,10 +145,26 @@ def test_touching_one_test_subject_reruns_only_its_jobs(finished_run):
     os.utime(t1, (later, later))
     jobs = scheduled_jobs(snakemake(finished_run, "-n", "all"))
     rules = {rule for rule, _ in jobs}
-    summaries = {"summarise_results", "summarise_experiments", "plot_dice", "plot_volumes",
-                 "plot_dice_vs_subvolumes", "summarise_claims", "write_model_card", "all"}
-    assert rules == {"conform_t1", "prepare_t1", "segment_subject", "native_labels", "evaluate_subject",
-                     "dice_vs_subvolumes", "plot_overlay", *summaries}
+    summaries = {
+        "summarise_results",
+        "summarise_experiments",
+        "plot_dice",
+        "plot_volumes",
+        "plot_dice_vs_subvolumes",
+        "summarise_claims",
+        "write_model_card",
+        "all",
+    }
+    assert rules == {
+        "conform_t1",
+        "prepare_t1",
+        "segment_subject",
+        "native_labels",
+        "evaluate_subject",
+        "dice_vs_subvolumes",
+        "plot_overlay",
+        *summaries,
+    }
     per_subject = [w for rule, w in jobs if rule not in summaries]
     assert per_subject and all("MNI152-demo-4" in w for w in per_subject)
     assert len([1 for rule, _ in jobs if rule == "segment_subject"]) == 2  # one per model

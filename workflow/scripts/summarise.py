@@ -7,7 +7,7 @@ per_model = len(snakemake.input.stats) // len(models)  # expand() lists them mod
 summarise(
     snakemake.input.metrics,
     dict(zip(models, snakemake.input.checkpoints)),
-    {m: snakemake.input.stats[i * per_model:(i + 1) * per_model] for i, m in enumerate(models)},
+    {m: snakemake.input.stats[i * per_model : (i + 1) * per_model] for i, m in enumerate(models)},
     snakemake.output.dice,
     snakemake.output.volumes,
     snakemake.output.comparison,

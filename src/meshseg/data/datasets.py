@@ -33,13 +33,13 @@ COLUMNS = ["subject", "cohort", "split", "t1", "labels"]
 # for the model cards.
 DATA_LICENCES = {
     "demo": "Synthetic subjects derived from the MNI ICBM152 2009 nonlinear symmetric template "
-            "(release a), Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, "
-            "Montreal Neurological Institute, McGill University; use, copying, modification and "
-            "distribution permitted with that copyright notice (see NOTICE in the meshseg "
-            "repository for the full terms). Not real anatomy: for testing the workflow only.",
+    "(release a), Copyright (C) 1993-2009 Louis Collins, McConnell Brain Imaging Centre, "
+    "Montreal Neurological Institute, McGill University; use, copying, modification and "
+    "distribution permitted with that copyright notice (see NOTICE in the meshseg "
+    "repository for the full terms). Not real anatomy: for testing the workflow only.",
     "mindboggle101": "Mindboggle-101 (Klein & Tourville 2012; OSF project 9ahyp): Creative Commons "
-                     "Attribution-NonCommercial-ShareAlike 3.0 (CC BY-NC-SA 3.0) per its release "
-                     "notes; the terms of the source cohorts (OASIS, NKI, MMRR) also apply.",
+    "Attribution-NonCommercial-ShareAlike 3.0 (CC BY-NC-SA 3.0) per its release "
+    "notes; the terms of the source cohorts (OASIS, NKI, MMRR) also apply.",
 }
 FOLDER_LICENCE = "your own data (folder dataset): state its terms here"
 
@@ -61,8 +61,13 @@ def resolve_dataset(config: Mapping, layout: Mapping[str, str]) -> pd.DataFrame:
     if config["dataset"] == "folder":
         return _folder_table(settings, train)
     sheet = read_subject_sheet(settings["sheet"], require_train=train)
-    files = {kind: [layout[kind].format(cohort=c, subject=s, label_file=settings["label_file"])
-                    for s, c in zip(sheet["subject"], sheet["cohort"])] for kind in ("t1", "labels")}
+    files = {
+        kind: [
+            layout[kind].format(cohort=c, subject=s, label_file=settings["label_file"])
+            for s, c in zip(sheet["subject"], sheet["cohort"])
+        ]
+        for kind in ("t1", "labels")
+    }
     return sheet.assign(**files)[COLUMNS]
 
 
@@ -75,8 +80,10 @@ def _folder_table(settings: Mapping, train: bool) -> pd.DataFrame:
         sheet = read_subject_sheet(settings["sheet"], require_train=train)
         missing = sorted(set(sheet.index) - set(found.index))
         if missing:
-            raise ValueError(f"{settings['sheet']}: subjects {missing} have no T1 matching "
-                             f"folder.t1 {settings['t1']!r}; found: {', '.join(found.index)}")
+            raise ValueError(
+                f"{settings['sheet']}: subjects {missing} have no T1 matching "
+                f"folder.t1 {settings['t1']!r}; found: {', '.join(found.index)}"
+            )
     return sheet.join(found)[COLUMNS]
 
 
@@ -103,14 +110,21 @@ def find_subjects(t1_pattern: str, labels_pattern: str = "") -> pd.DataFrame:
             continue
         subject = match["subject"]
         labels = labels_pattern.replace("{subject}", subject) if label_regex else ""
-        rows.append({"subject": subject, "t1": path,
-                     "labels": labels if labels and os.path.isfile(labels) else ""})
+        rows.append(
+            {
+                "subject": subject,
+                "t1": path,
+                "labels": labels if labels and os.path.isfile(labels) else "",
+            }
+        )
     if not rows:
         raise ValueError(f"folder dataset: no T1 matches the pattern {t1_pattern!r}")
     return pd.DataFrame(rows, columns=["subject", "t1", "labels"])
 
 
-def folder_sheet(found: pd.DataFrame, counts: dict[str, int], seed: int, train: bool) -> pd.DataFrame:
+def folder_sheet(
+    found: pd.DataFrame, counts: dict[str, int], seed: int, train: bool
+) -> pd.DataFrame:
     """The subject sheet (subject, cohort, split) of the subjects :func:`find_subjects` found.
 
     With ``train``, the labelled subjects are split by ``counts`` and ``seed`` like any cohort;
@@ -120,16 +134,23 @@ def folder_sheet(found: pd.DataFrame, counts: dict[str, int], seed: int, train: 
     labelled = found["labels"] != ""
     if train:
         if not labelled.any():
-            raise ValueError("folder dataset: no subject has a label file, so nothing can be "
-                             "trained; give label files (folder.labels) or pretrained models")
+            raise ValueError(
+                "folder dataset: no subject has a label file, so nothing can be "
+                "trained; give label files (folder.labels) or pretrained models"
+            )
         split = stratified_split(table[labelled], counts, seed).set_index("subject")["split"]
         table.loc[labelled, "split"] = table.loc[labelled, "subject"].map(split)
     return table.set_index("subject", drop=False).sort_index()
 
 
-def fetch_mindboggle_table(api_url: str, cohorts: list[str], subjects: list[str],
-                           out_dir: str | os.PathLike, table_path: str | os.PathLike,
-                           **download_options) -> pd.DataFrame:
+def fetch_mindboggle_table(
+    api_url: str,
+    cohorts: list[str],
+    subjects: list[str],
+    out_dir: str | os.PathLike,
+    table_path: str | os.PathLike,
+    **download_options,
+) -> pd.DataFrame:
     """Fetch the chosen Mindboggle-101 subjects and write their (subject, cohort) table.
 
     Subjects land in ``out_dir/<Cohort>_volumes/<Subject>/`` (see

@@ -132,8 +132,12 @@ def _deformation(rng: np.random.Generator, shape: tuple[int, ...]) -> tuple[np.n
 
 
 def _resample(
-    fields: np.ndarray, native_to_template: np.ndarray, shape: tuple[int, int, int],
-    rng: np.random.Generator, gamma: float, scanner_max: float,
+    fields: np.ndarray,
+    native_to_template: np.ndarray,
+    shape: tuple[int, int, int],
+    rng: np.random.Generator,
+    gamma: float,
+    scanner_max: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Resample the template once onto the native grid, slab by slab (:func:`source_coords`).
 
@@ -193,7 +197,16 @@ def make_demo_subject(
     fields = np.concatenate([displacement, bias[None]])
     t1_native, labels_native = _resample(fields, native_to_template, shape, rng, gamma, scanner_max)
     zooms = np.round(np.linalg.norm(affine[:3, :3], axis=0), 2)
-    log.info("demo subject %d (seed %d): grid %s, voxels %s mm, displacement <= %.1f mm, "
-             "gamma %.2f, scanner max %.0f", index, seed, shape, zooms, reach, gamma, scanner_max)
+    log.info(
+        "demo subject %d (seed %d): grid %s, voxels %s mm, displacement <= %.1f mm, "
+        "gamma %.2f, scanner max %.0f",
+        index,
+        seed,
+        shape,
+        zooms,
+        reach,
+        gamma,
+        scanner_max,
+    )
     save_image(t1_native, affine, t1_path)
     save_image(labels_native, affine, labels_path)

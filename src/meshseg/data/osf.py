@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -72,8 +72,13 @@ class _Session(OSFSession):
         super().__init__()
         self.base_url = api_url.rstrip("/")
         self.timeout = timeout
-        retry = Retry(total=retries, backoff_factor=backoff, raise_on_status=False,
-                      status_forcelist=(429, 500, 502, 503, 504), allowed_methods={"GET"})
+        retry = Retry(
+            total=retries,
+            backoff_factor=backoff,
+            raise_on_status=False,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods={"GET"},
+        )
         for prefix in ("http://", "https://"):
             self.mount(prefix, HTTPAdapter(max_retries=retry))
 
@@ -82,9 +87,15 @@ class _Session(OSFSession):
         return OSFSession.get.__wrapped__(self, url, *args, **kwargs)
 
 
-def list_archives(api_url: str = OSF_API_URL, project: str = "9ahyp",
-                  folder: str = "Mindboggle101_volumes", timeout: float = 60, *,
-                  retries: int = 5, backoff: float = 1.0) -> list[RemoteFile]:
+def list_archives(
+    api_url: str = OSF_API_URL,
+    project: str = "9ahyp",
+    folder: str = "Mindboggle101_volumes",
+    timeout: float = 60,
+    *,
+    retries: int = 5,
+    backoff: float = 1.0,
+) -> list[RemoteFile]:
     """List the files (sorted by name) of one top-level osfstorage folder of an OSF project.
 
     Parameters
@@ -100,15 +111,23 @@ def list_archives(api_url: str = OSF_API_URL, project: str = "9ahyp",
         store = osf.project(project).storage("osfstorage")
         folders = {f.name: f for f in store.folders}
         if folder not in folders:
-            raise DownloadError(f"{api_url}: OSF project {project} has no folder {folder!r}; "
-                                f"folders: {', '.join(sorted(folders)) or 'none'}")
+            raise DownloadError(
+                f"{api_url}: OSF project {project} has no folder {folder!r}; "
+                f"folders: {', '.join(sorted(folders)) or 'none'}"
+            )
         files = list(folders[folder].files)
     except (requests.RequestException, RuntimeError, OSFException, KeyError) as err:
-        raise DownloadError(f"{api_url}: cannot list {project}/{folder} "
-                            f"({type(err).__name__}: {err})") from None
+        raise DownloadError(
+            f"{api_url}: cannot list {project}/{folder} ({type(err).__name__}: {err})"
+        ) from None
     # osfclient keeps links.upload (the WaterButler download URL) only as a private attribute
-    return sorted((RemoteFile(f.name, f.size, f.hashes.get("md5"), f.hashes.get("sha256"),
-                              f._upload_url) for f in files), key=lambda f: f.name)
+    return sorted(
+        (
+            RemoteFile(f.name, f.size, f.hashes.get("md5"), f.hashes.get("sha256"), f._upload_url)
+            for f in files
+        ),
+        key=lambda f: f.name,
+    )
 
 
 def _mismatch(path: Path, remote: RemoteFile) -> str | None:
@@ -146,9 +165,17 @@ def _fetch_once(remote: RemoteFile, part: Path, timeout: float) -> None:
             raise DownloadError(f"{remote.name}: HTTP {status} from {remote.url} (not retried)")
         if status == 200:
             offset = 0  # the server ignored Range: start over
-        with open(part, "ab" if offset else "wb") as out, \
-                tqdm(total=remote.size, initial=offset, unit="B", unit_scale=True,
-                     desc=remote.name, file=sys.stderr) as bar:
+        with (
+            open(part, "ab" if offset else "wb") as out,
+            tqdm(
+                total=remote.size,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                desc=remote.name,
+                file=sys.stderr,
+            ) as bar,
+        ):
             for chunk in response.iter_content(CHUNK_BYTES):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -156,8 +183,13 @@ def _fetch_once(remote: RemoteFile, part: Path, timeout: float) -> None:
         raise _TransientError(f"body ended after {part.stat().st_size} of {remote.size} bytes")
 
 
-def download(remote: RemoteFile, dest: str | os.PathLike, timeout: float = 60, retries: int = 5,
-             backoff: float = 1.0) -> Path:
+def download(
+    remote: RemoteFile,
+    dest: str | os.PathLike,
+    timeout: float = 60,
+    retries: int = 5,
+    backoff: float = 1.0,
+) -> Path:
     """Download ``remote`` to ``dest`` through ``<dest>.part``, verified, resumable, idempotent.
 
     A ``dest`` that already has the listed size and hash is kept without any request. Connection
@@ -182,29 +214,44 @@ def download(remote: RemoteFile, dest: str | os.PathLike, timeout: float = 60, r
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise DownloadError(f"{dest}: cannot create the folder {dest.parent} "
-                            f"({err.strerror or err})") from None
+        raise DownloadError(
+            f"{dest}: cannot create the folder {dest.parent} ({err.strerror or err})"
+        ) from None
     part = dest.with_name(dest.name + ".part")
     for attempt in range(retries + 1):
         try:
             _fetch_once(remote, part, timeout)
             break
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError, _TransientError) as err:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            _TransientError,
+        ) as err:
             if attempt == retries:
-                raise DownloadError(f"{remote.url}: download of {remote.name} gave up after "
-                                    f"{retries} retries; last error: {err}") from None
-            wait = backoff * 2 ** attempt
-            log.warning("%s: attempt %d failed (%s); retrying in %.2g s", remote.name,
-                        attempt + 1, err, wait)
+                raise DownloadError(
+                    f"{remote.url}: download of {remote.name} gave up after "
+                    f"{retries} retries; last error: {err}"
+                ) from None
+            wait = backoff * 2**attempt
+            log.warning(
+                "%s: attempt %d failed (%s); retrying in %.2g s",
+                remote.name,
+                attempt + 1,
+                err,
+                wait,
+            )
             time.sleep(wait)
         except requests.RequestException as err:  # not worth retrying (invalid URL, ...)
-            raise DownloadError(f"{remote.url}: download of {remote.name} failed "
-                                f"({type(err).__name__}: {err})") from None
+            raise DownloadError(
+                f"{remote.url}: download of {remote.name} failed ({type(err).__name__}: {err})"
+            ) from None
         except OSError as err:  # writing here failed: disk full, folder not writable
             part.unlink(missing_ok=True)
-            raise DownloadError(f"{dest}: not written ({err.strerror or err}); the partial "
-                                f"download {part.name} was deleted") from None
+            raise DownloadError(
+                f"{dest}: not written ({err.strerror or err}); the partial "
+                f"download {part.name} was deleted"
+            ) from None
     problem = _mismatch(part, remote)
     if problem is not None:
         part.unlink()
@@ -240,8 +287,9 @@ def subjects_in_archive(path: str | os.PathLike) -> list[str]:
         return sorted({p[1] for p in parts if p is not None})
 
 
-def extract_subjects(archive: str | os.PathLike, subjects: list[str],
-                     out_dir: str | os.PathLike) -> list[Path]:
+def extract_subjects(
+    archive: str | os.PathLike, subjects: list[str], out_dir: str | os.PathLike
+) -> list[Path]:
     """Extract only ``subjects`` to ``out_dir/<Cohort>_volumes/<Subject>/``; return their folders.
 
     Members pass ``tarfile``'s ``data`` filter into a temporary folder inside ``out_dir``, then
@@ -255,14 +303,17 @@ def extract_subjects(archive: str | os.PathLike, subjects: list[str],
         available = sorted({p[1] for _, p in members if p is not None})
         missing = sorted(set(subjects) - set(available))
         if missing:
-            raise ValueError(f"{archive}: subjects {', '.join(missing)} not in the archive; "
-                             f"available: {', '.join(available)}")
+            raise ValueError(
+                f"{archive}: subjects {', '.join(missing)} not in the archive; "
+                f"available: {', '.join(available)}"
+            )
         todo = {s for s in subjects if not (out_dir / top / s).is_dir()}
         (out_dir / top).mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=out_dir))
         try:
-            tar.extractall(tmp, members=[m for m, p in members if p and p[1] in todo],
-                           filter="data")
+            tar.extractall(
+                tmp, members=[m for m, p in members if p and p[1] in todo], filter="data"
+            )
             for subject in sorted(todo):
                 os.replace(tmp / top / subject, out_dir / top / subject)
                 log.info("%s: extracted %s", archive.name, subject)
@@ -300,8 +351,9 @@ class _Archives:
             if subject in self.subjects_of(cohort):
                 return cohort
         every = sorted(s for c in self.remotes for s in self.subjects[c])
-        raise ValueError(f"subject {subject} is in no archive on OSF; "
-                         f"available: {', '.join(every)}")
+        raise ValueError(
+            f"subject {subject} is in no archive on OSF; available: {', '.join(every)}"
+        )
 
 
 def _manifest(archives: _Archives, out_dir: Path) -> pd.DataFrame:
@@ -309,18 +361,32 @@ def _manifest(archives: _Archives, out_dir: Path) -> pd.DataFrame:
     rows = []
     for cohort in sorted(archives.subjects):
         remote, path = archives.remotes[cohort], archives.paths[cohort]
-        when = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-        rows.append({"file": str(path.relative_to(out_dir)), "size": path.stat().st_size,
-                     "hash_type": "sha256" if remote.sha256 else "md5",
-                     "hash": remote.sha256 or remote.md5 or "", "url": remote.url,
-                     "downloaded_utc": when.isoformat(timespec="seconds")})
+        when = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        rows.append(
+            {
+                "file": str(path.relative_to(out_dir)),
+                "size": path.stat().st_size,
+                "hash_type": "sha256" if remote.sha256 else "md5",
+                "hash": remote.sha256 or remote.md5 or "",
+                "url": remote.url,
+                "downloaded_utc": when.isoformat(timespec="seconds"),
+            }
+        )
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
-def fetch_mindboggle(api_url: str, cohorts: list[str], subjects: list[str],
-                     out_dir: str | os.PathLike, *, project: str = "9ahyp",
-                     folder: str = "Mindboggle101_volumes", timeout: float = 60,
-                     retries: int = 5, backoff: float = 1.0) -> list[str]:
+def fetch_mindboggle(
+    api_url: str,
+    cohorts: list[str],
+    subjects: list[str],
+    out_dir: str | os.PathLike,
+    *,
+    project: str = "9ahyp",
+    folder: str = "Mindboggle101_volumes",
+    timeout: float = 60,
+    retries: int = 5,
+    backoff: float = 1.0,
+) -> list[str]:
     """Download the archives needed for ``cohorts`` and ``subjects``; extract only those subjects.
 
     Archives are kept in ``out_dir/archives/``, subjects go to
@@ -335,12 +401,15 @@ def fetch_mindboggle(api_url: str, cohorts: list[str], subjects: list[str],
         raise ValueError("select at least one cohort or subject to fetch from OSF")
     out_dir = Path(out_dir)
     listing = list_archives(api_url, project, folder, timeout, retries=retries, backoff=backoff)
-    archives = _Archives(listing, out_dir / "archives", timeout=timeout, retries=retries,
-                         backoff=backoff)
+    archives = _Archives(
+        listing, out_dir / "archives", timeout=timeout, retries=retries, backoff=backoff
+    )
     unknown = sorted(set(cohorts) - set(archives.remotes))
     if unknown:
-        raise ValueError(f"unknown cohorts {', '.join(unknown)}; available on OSF: "
-                         f"{', '.join(sorted(archives.remotes))}")
+        raise ValueError(
+            f"unknown cohorts {', '.join(unknown)}; available on OSF: "
+            f"{', '.join(sorted(archives.remotes))}"
+        )
     chosen = {cohort: set(archives.subjects_of(cohort)) for cohort in cohorts}
     for subject in subjects:
         cohort = cohort_of_subject(subject)

@@ -40,14 +40,17 @@ def stratified_split(subjects: pd.DataFrame, counts: dict[str, int], seed: int) 
     rng = np.random.default_rng(seed)
     table = table.iloc[rng.permutation(len(table))].reset_index(drop=True)
     # Deal subjects out cohort by cohort: position in the dealt order picks the split.
-    table["rank"] = table.groupby("cohort").cumcount() / table.groupby("cohort")["subject"].transform("size")
+    table["rank"] = table.groupby("cohort").cumcount() / table.groupby("cohort")[
+        "subject"
+    ].transform("size")
     table = table.sort_values(["rank", "cohort"], kind="stable").reset_index(drop=True)
     table["split"] = np.repeat(list(SPLITS), [sizes[s] for s in SPLITS])
     return table[["subject", "cohort", "split"]].sort_values("subject").reset_index(drop=True)
 
 
-def update_split(subjects: pd.DataFrame, previous: Mapping[str, str], counts: dict[str, int],
-                 seed: int) -> pd.DataFrame:
+def update_split(
+    subjects: pd.DataFrame, previous: Mapping[str, str], counts: dict[str, int], seed: int
+) -> pd.DataFrame:
     """Split ``subjects`` (columns ``subject``, ``cohort``), keeping the ``previous`` splits.
 
     Every subject in ``previous`` (subject -> split, e.g. a sheet edited by hand) keeps its
@@ -68,8 +71,9 @@ def update_split(subjects: pd.DataFrame, previous: Mapping[str, str], counts: di
     return pd.concat([kept, dealt]).sort_values("subject").reset_index(drop=True)
 
 
-def split_table_file(table_path: str | os.PathLike, counts: dict[str, int], seed: int,
-                     sheet_path: str | os.PathLike) -> None:
+def split_table_file(
+    table_path: str | os.PathLike, counts: dict[str, int], seed: int, sheet_path: str | os.PathLike
+) -> None:
     """Write the subject sheet of a (subject, cohort) TSV (atomically); an existing sheet at
     ``sheet_path`` is updated: its subjects keep their splits (see :func:`update_split`)."""
     subjects = pd.read_csv(table_path, sep="\t", dtype=str)
@@ -78,6 +82,11 @@ def split_table_file(table_path: str | os.PathLike, counts: dict[str, int], seed
         previous = read_subject_sheet(sheet_path, require_train=False)["split"].to_dict()
     sheet = update_split(subjects, previous, counts, seed)
     chosen, known = set(subjects["subject"]), set(previous)
-    log.info("%s: %d subjects keep their split, %d new ones dealt, %d no longer chosen dropped",
-             sheet_path, len(chosen & known), len(chosen - known), len(known - chosen))
+    log.info(
+        "%s: %d subjects keep their split, %d new ones dealt, %d no longer chosen dropped",
+        sheet_path,
+        len(chosen & known),
+        len(chosen - known),
+        len(known - chosen),
+    )
     write_table(sheet, sheet_path)

@@ -144,7 +144,10 @@ def is_conformed(img: nib.spatialimages.SpatialImage, labels: bool = False) -> b
 
 
 def conform_file(
-    in_path: str | os.PathLike, out_path: str | os.PathLike, labels: bool = False, backend: str = "auto"
+    in_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    labels: bool = False,
+    backend: str = "auto",
 ) -> str:
     """Conform the image file ``in_path`` (labels if ``labels``) into ``out_path`` atomically.
 
@@ -200,7 +203,9 @@ def _to_uchar(values: np.ndarray) -> np.ndarray:
 
 def _trilinear_uchar(volume: np.ndarray, coords: np.ndarray) -> np.ndarray:
     """Trilinear samples as uint8; input voxels beyond the edge are 0 (``grid-constant``)."""
-    samples = ndimage.map_coordinates(volume, coords, output=np.float64, order=1, mode="grid-constant")
+    samples = ndimage.map_coordinates(
+        volume, coords, output=np.float64, order=1, mode="grid-constant"
+    )
     return _to_uchar(samples)
 
 
@@ -210,6 +215,8 @@ def _run_mri_convert(in_path: Path, out_path: Path, labels: bool) -> None:
 
     if not in_path.is_file():
         raise io.ImageError(in_path, "file not found")
-    options = {"resample_type": "nearest", "out_datatype": "int", "no_scale": True} if labels else {}
+    options = (
+        {"resample_type": "nearest", "out_datatype": "int", "no_scale": True} if labels else {}
+    )
     with io.atomic_path(out_path) as tmp:
         MRIConvert(conform=True, in_file=str(in_path), out_file=str(tmp), **options).run()

@@ -31,12 +31,15 @@ def source_coords(vox2vox: np.ndarray, box: Sequence[slice]) -> Iterator[tuple[s
     offset = vox2vox[:3, 3].reshape(3, 1, 1, 1)
     for start in range(box[0].start, box[0].stop, slab):
         rows = slice(start, min(start + slab, box[0].stop))
-        points = np.stack(np.meshgrid(np.arange(rows.start, rows.stop, dtype=float), *columns,
-                                      indexing="ij"))  # (3, S, H, D)
+        points = np.stack(
+            np.meshgrid(np.arange(rows.start, rows.stop, dtype=float), *columns, indexing="ij")
+        )  # (3, S, H, D)
         yield rows, np.tensordot(vox2vox[:3, :3], points, axes=1) + offset
 
 
-def resample(volume: np.ndarray, vox2vox: np.ndarray, shape: Sequence[int], sample: Sampler) -> np.ndarray:
+def resample(
+    volume: np.ndarray, vox2vox: np.ndarray, shape: Sequence[int], sample: Sampler
+) -> np.ndarray:
     """``sample`` ``volume`` at ``vox2vox`` @ each voxel index of a target grid of ``shape``.
 
     Returns an array of ``shape`` and ``volume.dtype``. Target voxels farther than one voxel
@@ -63,8 +66,10 @@ def nearest_index(coords: np.ndarray, half_up: bool | np.ndarray = True) -> np.n
     return index.astype(np.intp)
 
 
-def sample_nearest(volume: np.ndarray, coords: np.ndarray, half_up: bool | np.ndarray = True) -> np.ndarray:
-    """Values of the voxels at :func:`nearest_index` of ``coords`` ``(3, ...)``, 0 outside ``volume``."""
+def sample_nearest(
+    volume: np.ndarray, coords: np.ndarray, half_up: bool | np.ndarray = True
+) -> np.ndarray:
+    """Values of the voxels at :func:`nearest_index` of ``coords`` ``(3, ...)``; 0 outside."""
     index = nearest_index(coords, half_up)
     extent = np.array(volume.shape).reshape((3,) + (1,) * (coords.ndim - 1))
     inside = np.all((index >= 0) & (index < extent), axis=0)
@@ -72,14 +77,16 @@ def sample_nearest(volume: np.ndarray, coords: np.ndarray, half_up: bool | np.nd
 
 
 def nonzero_box(image: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
-    """The bounding box of the non-zero voxels grown by ``margin`` (within the volume); None if none.
+    """The bounding box of the non-zero voxels grown by ``margin`` (within the volume), or None.
 
     >>> nonzero_box(np.array([[0, 0, 0], [0, 1, 0]]), margin=1)
     (slice(0, 2, None), slice(0, 3, None))
     """
     box = []
     for axis in range(image.ndim):
-        filled = np.flatnonzero(np.any(image != 0, axis=tuple(a for a in range(image.ndim) if a != axis)))
+        filled = np.flatnonzero(
+            np.any(image != 0, axis=tuple(a for a in range(image.ndim) if a != axis))
+        )
         if filled.size == 0:
             return None
         start, stop = int(filled[0]) - margin, int(filled[-1]) + 1 + margin
@@ -87,7 +94,9 @@ def nonzero_box(image: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def _reachable_box(vox2vox: np.ndarray, in_shape: Sequence[int], shape: Sequence[int]) -> tuple[slice, ...]:
+def _reachable_box(
+    vox2vox: np.ndarray, in_shape: Sequence[int], shape: Sequence[int]
+) -> tuple[slice, ...]:
     """Box of target indices mapping within one voxel of the source (its corners' bounds)."""
     corners = np.array(list(itertools.product(*[(-1.0, float(n)) for n in in_shape])))
     to_out = np.linalg.inv(vox2vox)

@@ -9,7 +9,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
-def pad_to_cube(data: np.ndarray, affine: np.ndarray, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def pad_to_cube(
+    data: np.ndarray, affine: np.ndarray, size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """Zero-pad (centred) each axis of ``data`` to ``size``; crop (centred) an axis that is larger.
 
     The affine is shifted so every voxel keeps its world position. For an axis of length n
@@ -21,8 +23,12 @@ def pad_to_cube(data: np.ndarray, affine: np.ndarray, size: int = 256) -> tuple[
     """
     before = [(size - n) // 2 for n in data.shape]  # negative: crop
     if any(b < 0 for b in before):
-        log.warning("volume of shape %s is larger than %d^3: cropping the centre; anatomy "
-                    "outside it is lost", data.shape, size)
+        log.warning(
+            "volume of shape %s is larger than %d^3: cropping the centre; anatomy "
+            "outside it is lost",
+            data.shape,
+            size,
+        )
     out = np.zeros((size,) * 3, dtype=data.dtype)
     src = tuple(slice(max(-b, 0), max(-b, 0) + min(n, size)) for b, n in zip(before, data.shape))
     dst = tuple(slice(max(b, 0), max(b, 0) + min(n, size)) for b, n in zip(before, data.shape))

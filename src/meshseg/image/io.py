@@ -77,7 +77,9 @@ def load_image(path: str | os.PathLike, labels: bool = False) -> nib.Nifti1Image
         img = nib.load(path)
         data = np.asanyarray(img.dataobj)
     except Exception as err:  # nibabel raises many types for bad files
-        raise ImageError(path, f"not a readable NIfTI/MGZ image ({type(err).__name__}: {err})") from None
+        raise ImageError(
+            path, f"not a readable NIfTI/MGZ image ({type(err).__name__}: {err})"
+        ) from None
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -98,20 +100,31 @@ def load_volume(path: str | os.PathLike, labels: bool = False) -> tuple[np.ndarr
     return np.asanyarray(img.dataobj), img.affine
 
 
-def check_same_grid(path: str | os.PathLike, shape: tuple[int, ...], affine: np.ndarray,
-                    other_path: str | os.PathLike, other_shape: tuple[int, ...],
-                    other_affine: np.ndarray) -> None:
+def check_same_grid(
+    path: str | os.PathLike,
+    shape: tuple[int, ...],
+    affine: np.ndarray,
+    other_path: str | os.PathLike,
+    other_shape: tuple[int, ...],
+    other_affine: np.ndarray,
+) -> None:
     """Raise :class:`ImageError` naming both files unless their shapes and affines agree.
 
     Affines agree within 1e-3 (mm, or direction-cosine units).
     """
     if tuple(shape) != tuple(other_shape):
-        raise ImageError(path, f"shape {tuple(shape)} differs from {tuple(other_shape)} of "
-                               f"{other_path}; both must be on the same voxel grid")
+        raise ImageError(
+            path,
+            f"shape {tuple(shape)} differs from {tuple(other_shape)} of "
+            f"{other_path}; both must be on the same voxel grid",
+        )
     if not np.allclose(affine, other_affine, atol=1e-3):
         worst = float(np.abs(np.asarray(affine) - np.asarray(other_affine)).max())
-        raise ImageError(path, f"affine differs from that of {other_path} (by up to {worst:.3g}); "
-                               "both must be on the same voxel grid")
+        raise ImageError(
+            path,
+            f"affine differs from that of {other_path} (by up to {worst:.3g}); "
+            "both must be on the same voxel grid",
+        )
 
 
 @contextlib.contextmanager
@@ -131,18 +144,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputError(path, f"cannot create the output folder {path.parent} "
-                                f"({err.strerror or err})", err.errno) from None
+        raise OutputError(
+            path,
+            f"cannot create the output folder {path.parent} ({err.strerror or err})",
+            err.errno,
+        ) from None
     if not os.access(path.parent, os.W_OK):
         raise OutputError(path, f"output folder {path.parent} is not writable", errno.EACCES)
     _remove_stale_parts(path)
     suffix = "".join(path.suffixes)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=_part_prefix(path) + f"{_HOST}-{os.getpid()}-",
-                                   suffix=suffix, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=_part_prefix(path) + f"{_HOST}-{os.getpid()}-", suffix=suffix, dir=path.parent
+        )
     except OSError as err:
-        raise OutputError(path, f"cannot write in {path.parent} ({err.strerror or err})",
-                          err.errno) from None
+        raise OutputError(
+            path, f"cannot write in {path.parent} ({err.strerror or err})", err.errno
+        ) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -170,7 +188,7 @@ def _remove_stale_parts(path: Path) -> None:
     for part in path.parent.iterdir():
         if not part.name.startswith(prefix):
             continue
-        host, _, rest = part.name[len(prefix):].partition("-")
+        host, _, rest = part.name[len(prefix) :].partition("-")
         pid = rest.partition("-")[0]
         if host == _HOST and pid.isdigit() and not _running(int(pid)):
             part.unlink(missing_ok=True)
@@ -209,6 +227,8 @@ def write_text(text: str, path: str | os.PathLike) -> None:
         tmp.write_text(text)
 
 
-def write_table(table: pd.DataFrame, path: str | os.PathLike, float_format: str | None = "%.6g") -> None:
+def write_table(
+    table: pd.DataFrame, path: str | os.PathLike, float_format: str | None = "%.6g"
+) -> None:
     """Write a table as TSV (atomically), floats as ``float_format`` (None: shortest exact)."""
     write_text(table.to_csv(sep="\t", index=False, float_format=float_format), path)

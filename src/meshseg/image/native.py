@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 _GRID_TOLERANCE = 1e-3  # voxels: a float32-stored affine still names the conformed grid
 
 
-def resample_nearest(labels: np.ndarray, labels_affine: np.ndarray, shape: Sequence[int],
-                     affine: np.ndarray) -> np.ndarray:
+def resample_nearest(
+    labels: np.ndarray, labels_affine: np.ndarray, shape: Sequence[int], affine: np.ndarray
+) -> np.ndarray:
     """Sample ``labels`` at the world position of every voxel of a ``shape`` grid.
 
     Parameters
@@ -52,13 +53,18 @@ def resample_nearest(labels: np.ndarray, labels_affine: np.ndarray, shape: Seque
     vox2vox = np.linalg.inv(labels_affine) @ affine  # target index -> source index
     # A tie on source axis a rounds up when the source voxel up there maps back onto the target
     # voxel: its offset of half a source step, in target voxels, rounds to zero.
-    source_step = np.linalg.inv(vox2vox[:3, :3])  # column a: target-index step of one source voxel along a
+    source_step = np.linalg.inv(
+        vox2vox[:3, :3]
+    )  # column a: target-index step of one source voxel along a
     half_up = np.all(grid.nearest_index(0.5 * source_step) == 0, axis=0)
-    return grid.resample(labels, vox2vox, shape, functools.partial(grid.sample_nearest, half_up=half_up))
+    return grid.resample(
+        labels, vox2vox, shape, functools.partial(grid.sample_nearest, half_up=half_up)
+    )
 
 
-def labels_to_native(labels_path: str | os.PathLike, reference_path: str | os.PathLike,
-                     out_path: str | os.PathLike) -> None:
+def labels_to_native(
+    labels_path: str | os.PathLike, reference_path: str | os.PathLike, out_path: str | os.PathLike
+) -> None:
     """Resample the label map ``labels_path`` onto the grid of ``reference_path`` (the T1).
 
     Writes ``out_path`` atomically: label ids as uint8 when they fit, else int16 or int32,
@@ -80,7 +86,9 @@ def labels_to_native(labels_path: str | os.PathLike, reference_path: str | os.Pa
     log.info("%s -> %s on the grid of %s %s", labels_path, out_path, reference_path, shape)
 
 
-def conformed_grid_affine(labels_affine: np.ndarray, affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+def conformed_grid_affine(
+    labels_affine: np.ndarray, affine: np.ndarray, shape: Sequence[int]
+) -> np.ndarray:
     """The float64 affine of labels on the conformed grid of a T1 (``affine``, ``shape``).
 
     A saved conformed or prepared image holds its affine in float32: 160.4999969 for 160.5,
@@ -92,8 +100,10 @@ def conformed_grid_affine(labels_affine: np.ndarray, affine: np.ndarray, shape: 
     conformed = conformed_affine(affine, shape, size)
     shift = np.linalg.inv(conformed) @ labels_affine  # identity, translated by whole voxels
     whole = np.round(shift[:3, 3])
-    if not (np.allclose(shift[:3, :3], np.eye(3), atol=_GRID_TOLERANCE)
-            and np.allclose(shift[:3, 3], whole, atol=_GRID_TOLERANCE)):
+    if not (
+        np.allclose(shift[:3, :3], np.eye(3), atol=_GRID_TOLERANCE)
+        and np.allclose(shift[:3, 3], whole, atol=_GRID_TOLERANCE)
+    ):
         return labels_affine
     padding = np.eye(4)
     padding[:3, 3] = whole
@@ -109,9 +119,13 @@ def native_header(path: str | os.PathLike) -> nib.Nifti1Header:
     try:
         img = nib.load(path)
     except Exception as err:  # nibabel raises many types for bad files
-        raise ImageError(path, f"not a readable NIfTI image ({type(err).__name__}: {err})") from None
+        raise ImageError(
+            path, f"not a readable NIfTI image ({type(err).__name__}: {err})"
+        ) from None
     if not isinstance(img.header, nib.Nifti1Header):
-        raise ImageError(path, f"not a NIfTI image ({type(img).__name__}); convert it to .nii.gz first")
+        raise ImageError(
+            path, f"not a NIfTI image ({type(img).__name__}); convert it to .nii.gz first"
+        )
     if not (len(img.shape) == 3 or (len(img.shape) == 4 and img.shape[3] == 1)):
         raise ImageError(path, f"expected a 3-D image, got shape {img.shape}")
     return img.header.copy()

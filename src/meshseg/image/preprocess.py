@@ -11,8 +11,9 @@ from meshseg.image.io import ImageError, load_volume, save_image
 log = logging.getLogger(__name__)
 
 
-def prepare_file(in_path: str | os.PathLike, out_path: str | os.PathLike, size: int = 256,
-                 labels: bool = False) -> None:
+def prepare_file(
+    in_path: str | os.PathLike, out_path: str | os.PathLike, size: int = 256, labels: bool = False
+) -> None:
     """Pad ``in_path`` to ``size``^3; T1s are also min-max normalised to float32 [0, 1]."""
     data, affine = load_volume(in_path, labels=labels)
     padded, affine = pad_to_cube(data, affine, size)

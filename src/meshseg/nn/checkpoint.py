@@ -46,7 +46,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # truncated zip, pickle errors, ...
-        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+        raise ValueError(
+            f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
+        ) from None
     missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise ValueError(f"{path}: not a meshseg checkpoint (missing {missing})")
@@ -112,16 +114,22 @@ def load(path: str | os.PathLike, labelset: LabelSet | None = None) -> LoadedMod
         model = build_model(state["model_config"])
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, KeyError, ValueError) as err:
-        raise ValueError(f"{path}: weights do not fit the architecture {state['model_config']} "
-                         f"({str(err).splitlines()[0]})") from None
+        raise ValueError(
+            f"{path}: weights do not fit the architecture {state['model_config']} "
+            f"({str(err).splitlines()[0]})"
+        ) from None
     stored = LabelSet.from_dict(state["labelset"])
     n_classes = state["model_config"].get("n_classes")
     if n_classes != stored.n_classes:
-        raise ValueError(f"{path}: the network predicts {n_classes} classes but its label set "
-                         f"{stored.name!r} has {stored.n_classes}")
+        raise ValueError(
+            f"{path}: the network predicts {n_classes} classes but its label set "
+            f"{stored.name!r} has {stored.n_classes}"
+        )
     if labelset is not None and labelset.classes != stored.classes:
-        raise ValueError(f"{path}: trained for label set {stored.name!r} ({stored.n_classes} "
-                         f"classes), not {labelset.name!r} ({labelset.n_classes} classes)")
+        raise ValueError(
+            f"{path}: trained for label set {stored.name!r} ({stored.n_classes} "
+            f"classes), not {labelset.name!r} ({labelset.n_classes} classes)"
+        )
     patch = state.get("train_config", {}).get("patch", DEFAULT_PATCH)
     info = {k: v for k, v in state.items() if k not in (*STATE_KEYS, "model_config", "labelset")}
     return LoadedModel(model.eval(), stored, state["model_config"], patch, Path(path), info)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from meshseg.image.io import ImageError, check_same_grid, load_volume
+from meshseg.image.io import check_same_grid, load_volume
 from meshseg.labels import LabelSet, load_labelset
 from meshseg.nn.subvolumes import gaussian_locations
 
@@ -26,8 +26,11 @@ class Volume:
     classes: np.ndarray  # (D, H, W) uint8 class indices
 
 
-def load_volumes(image_paths: Sequence[str | os.PathLike], label_paths: Sequence[str | os.PathLike],
-                 labelset: LabelSet) -> list[Volume]:
+def load_volumes(
+    image_paths: Sequence[str | os.PathLike],
+    label_paths: Sequence[str | os.PathLike],
+    labelset: LabelSet,
+) -> list[Volume]:
     """Read prepared image/label pairs; shapes and affines must match."""
     volumes = []
     for image_path, label_path in zip(image_paths, label_paths, strict=True):
@@ -49,24 +52,33 @@ class TrainingData:
     validation: list[Volume]
 
     @classmethod
-    def load(cls, labelset: str, train_images: Sequence[str | os.PathLike],
-             train_labels: Sequence[str | os.PathLike], val_images: Sequence[str | os.PathLike],
-             val_labels: Sequence[str | os.PathLike]) -> TrainingData:
+    def load(
+        cls,
+        labelset: str,
+        train_images: Sequence[str | os.PathLike],
+        train_labels: Sequence[str | os.PathLike],
+        val_images: Sequence[str | os.PathLike],
+        val_labels: Sequence[str | os.PathLike],
+    ) -> TrainingData:
         """Read the prepared pairs of both splits in the label set named ``labelset``."""
         labels = load_labelset(labelset)
-        return cls(labels, load_volumes(train_images, train_labels, labels),
-                   load_volumes(val_images, val_labels, labels))
+        return cls(
+            labels,
+            load_volumes(train_images, train_labels, labels),
+            load_volumes(val_images, val_labels, labels),
+        )
 
 
-def crop_batch(volumes: Sequence[Volume], picks: np.ndarray, locations: np.ndarray,
-               patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def crop_batch(
+    volumes: Sequence[Volume], picks: np.ndarray, locations: np.ndarray, patch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut crops ``volumes[picks[i]][locations[i] : locations[i] + patch]``.
 
     Returns ``x`` (B, 1, p, p, p) float32 and ``y`` (B, p, p, p) int64.
     """
     xs, ys = [], []
     for pick, (a, b, c) in zip(picks, locations):
-        region = np.s_[a:a + patch, b:b + patch, c:c + patch]
+        region = np.s_[a : a + patch, b : b + patch, c : c + patch]
         xs.append(volumes[pick].image[region])
         ys.append(volumes[pick].classes[region])
     x = torch.from_numpy(np.stack(xs)[:, None])
@@ -74,8 +86,9 @@ def crop_batch(volumes: Sequence[Volume], picks: np.ndarray, locations: np.ndarr
     return x, y
 
 
-def random_batch(volumes: Sequence[Volume], batch_size: int, patch: int, sd: float,
-                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def random_batch(
+    volumes: Sequence[Volume], batch_size: int, patch: int, sd: float, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of crops from random volumes at truncated-Gaussian locations."""
     picks = rng.integers(len(volumes), size=batch_size)
     size = volumes[0].image.shape[0]

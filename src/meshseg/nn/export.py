@@ -41,15 +41,33 @@ def export_onnx(loaded: LoadedModel, out_path: str | os.PathLike) -> Path:
     dims = {i: torch.export.Dim(name) for i, name in enumerate(AXES) if name}
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
-        torch.onnx.export(loaded.model.cpu(), (example,), tmp, dynamo=True, external_data=False,
-                          verbose=False, input_names=["image"], output_names=["logits"],
-                          dynamic_shapes=(dims,))
+        torch.onnx.export(
+            loaded.model.cpu(),
+            (example,),
+            tmp,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes=(dims,),
+        )
         exported = onnx.load(tmp)
-        onnx.helper.set_model_props(exported, {"labelset": json.dumps(loaded.labelset.to_dict()),
-                                               "model_config": json.dumps(loaded.spec)})
+        onnx.helper.set_model_props(
+            exported,
+            {
+                "labelset": json.dumps(loaded.labelset.to_dict()),
+                "model_config": json.dumps(loaded.spec),
+            },
+        )
         onnx.save(exported, tmp)
-    log.info("%s -> %s (%s, %d classes)", loaded.path, out_path, loaded.spec["arch"],
-             loaded.labelset.n_classes)
+    log.info(
+        "%s -> %s (%s, %d classes)",
+        loaded.path,
+        out_path,
+        loaded.spec["arch"],
+        loaded.labelset.n_classes,
+    )
     return out_path
 
 

@@ -35,11 +35,16 @@ class ConvReLU(nn.Module):
 
     def weights(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias in ``like``'s dtype, device and memory format (cast once)."""
-        fmt = (torch.channels_last_3d if like.is_contiguous(memory_format=torch.channels_last_3d)
-               and not like.is_contiguous() else torch.contiguous_format)
+        fmt = (
+            torch.channels_last_3d
+            if like.is_contiguous(memory_format=torch.channels_last_3d) and not like.is_contiguous()
+            else torch.contiguous_format
+        )
         key = (like.dtype, like.device, fmt)
         if key not in self._weights:
-            weight = self.conv.weight.detach().to(like.device, like.dtype).contiguous(memory_format=fmt)
+            weight = (
+                self.conv.weight.detach().to(like.device, like.dtype).contiguous(memory_format=fmt)
+            )
             self._weights[key] = weight, self.conv.bias.detach().to(like.device, like.dtype)
         return self._weights[key]
 
@@ -48,14 +53,29 @@ class ConvReLU(nn.Module):
             x = x.to(torch.get_autocast_dtype(x.device.type))
         weight, bias = self.weights(x)
         c = self.conv
-        if x.device.type == "cpu" and torch.backends.mkldnn.is_available() and (
-                x.dtype != torch.bfloat16 or runtime.has_native_bf16(x.device)):
+        if (
+            x.device.type == "cpu"
+            and torch.backends.mkldnn.is_available()
+            and (x.dtype != torch.bfloat16 or runtime.has_native_bf16(x.device))
+        ):
             return torch.ops.mkldnn._convolution_pointwise(
-                x, weight, bias, self.padding, list(c.stride), list(c.dilation), c.groups, "relu", [], "")
+                x,
+                weight,
+                bias,
+                self.padding,
+                list(c.stride),
+                list(c.dilation),
+                c.groups,
+                "relu",
+                [],
+                "",
+            )
         return F.relu(F.conv3d(x, weight, bias, c.stride, self.padding, c.dilation, c.groups))
 
 
-def fuse_for_inference(model: nn.Module, valid: bool = False, channels_last: bool = False) -> nn.Module:
+def fuse_for_inference(
+    model: nn.Module, valid: bool = False, channels_last: bool = False
+) -> nn.Module:
     """An eval-mode copy of ``model`` with every Conv3d -> BatchNorm3d -> ReLU fused.
 
     ``valid``: the fused convolutions pad nothing, so each shrinks its input by its dilation
@@ -65,8 +85,14 @@ def fuse_for_inference(model: nn.Module, valid: bool = False, channels_last: boo
     for block in [m for m in fused.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(block) - 2):
             conv, norm, relu = block[i], block[i + 1], block[i + 2]
-            if isinstance(conv, nn.Conv3d) and isinstance(norm, nn.BatchNorm3d) and isinstance(relu, nn.ReLU):
-                block[i] = ConvReLU(fuse_conv_bn_eval(conv, norm), padding=(0, 0, 0) if valid else None)
+            if (
+                isinstance(conv, nn.Conv3d)
+                and isinstance(norm, nn.BatchNorm3d)
+                and isinstance(relu, nn.ReLU)
+            ):
+                block[i] = ConvReLU(
+                    fuse_conv_bn_eval(conv, norm), padding=(0, 0, 0) if valid else None
+                )
                 block[i + 1], block[i + 2] = nn.Identity(), nn.Identity()
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last_3d)

@@ -30,7 +30,9 @@ MODES = ("vote", "whole")
 
 @dataclass
 class InferenceConfig:
-    mode: str = "vote"  # vote: subvolumes + majority vote; whole: one pass over the volume (MeshNet)
+    mode: str = (
+        "vote"  # vote: subvolumes + majority vote; whole: one pass over the volume (MeshNet)
+    )
     # hard: ties by summed probability | soft | hard-lowest (meshseg.nn.vote.RULES)
     vote: str = "hard"
     n_subvolumes: int = 512  # grid (343 for 256^3 and 38^3) plus Gaussian crops up to this total
@@ -63,31 +65,48 @@ class LabelFiles:
 
 
 @torch.inference_mode()
-def predict_crops(loaded: LoadedModel, image: np.ndarray, locations: np.ndarray, batch_size: int,
-                  compute: Compute, probabilities: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def predict_crops(
+    loaded: LoadedModel,
+    image: np.ndarray,
+    locations: np.ndarray,
+    batch_size: int,
+    compute: Compute,
+    probabilities: bool = False,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Class indices ``(B, p, p, p)`` (uint8) of the ``loaded.patch``-edged crops at
     ``locations``, or with ``probabilities`` their softmax ``(B, C, p, p, p)`` (float32), batch
     by batch, each with its start corners ``(B, 3)``; the network runs fused (meshseg.nn.fusion)."""
     patch = loaded.patch
     net = fuse_for_inference(loaded.model.to(compute.device), channels_last=compute.channels_last)
     for start in range(0, len(locations), batch_size):
-        chunk = locations[start:start + batch_size]
-        x = np.stack([image[a:a + patch, b:b + patch, c:c + patch] for a, b, c in chunk])[:, None]
+        chunk = locations[start : start + batch_size]
+        x = np.stack([image[a : a + patch, b : b + patch, c : c + patch] for a, b, c in chunk])[
+            :, None
+        ]
         with compute.autocast():
             logits = net(compute.to_device(torch.from_numpy(x)))  # (B, C, p, p, p)
-        out = torch.softmax(logits.float(), 1) if probabilities else logits.argmax(1).to(torch.uint8)
+        out = (
+            torch.softmax(logits.float(), 1) if probabilities else logits.argmax(1).to(torch.uint8)
+        )
         del logits  # not held while the caller votes
         yield out.cpu().numpy(), chunk
 
 
-def predict_volume(loaded: LoadedModel, image: np.ndarray, locations: np.ndarray, batch_size: int,
-                   compute: Compute, vote: str = "hard") -> np.ndarray:
+def predict_volume(
+    loaded: LoadedModel,
+    image: np.ndarray,
+    locations: np.ndarray,
+    batch_size: int,
+    compute: Compute,
+    vote: str = "hard",
+) -> np.ndarray:
     """Class index per voxel by a ``vote`` (meshseg.nn.vote.RULES) of the crops at ``locations``
     (start corners), which are predicted in order of their first-axis start, as the vote needs."""
     votes = VoteAggregator(image.shape, loaded.labelset.n_classes, rule=vote)
     ordered = locations[np.argsort(locations[:, 0], kind="stable")]
-    for predictions, chunk in predict_crops(loaded, image, ordered, batch_size, compute,
-                                            probabilities=votes.needs_probabilities):
+    for predictions, chunk in predict_crops(
+        loaded, image, ordered, batch_size, compute, probabilities=votes.needs_probabilities
+    ):
         votes.add(predictions, chunk)
     return votes.result()
 
@@ -98,8 +117,13 @@ def check_model(loaded: LoadedModel, config: InferenceConfig) -> None:
         require_fully_convolutional(loaded.model, f"{loaded.path}: whole-volume inference")
 
 
-def segment_file(loaded: LoadedModel, image_path: str | os.PathLike, files: LabelFiles,
-                 config: InferenceConfig, compute: Compute) -> dict:
+def segment_file(
+    loaded: LoadedModel,
+    image_path: str | os.PathLike,
+    files: LabelFiles,
+    config: InferenceConfig,
+    compute: Compute,
+) -> dict:
     """Segment one prepared image; write label ids (NIfTI), the colour LUT and timing JSON.
 
     Subvolumes are the checkpoint's training patch (``loaded.patch``)."""
@@ -113,15 +137,28 @@ def segment_file(loaded: LoadedModel, image_path: str | os.PathLike, files: Labe
         subvolumes = 0
     else:
         rng = np.random.default_rng(config.seed)
-        locations = inference_locations(config.n_subvolumes, image.shape[0], loaded.patch, config.sd, rng)
+        locations = inference_locations(
+            config.n_subvolumes, image.shape[0], loaded.patch, config.sd, rng
+        )
         classes = predict_volume(loaded, image, locations, config.batch_size, compute, config.vote)
         subvolumes = len(locations)
     seconds = time.perf_counter() - started
-    stats = {"mode": config.mode, "vote": config.vote if config.mode == "vote" else None,
-             "seconds": seconds, "subvolumes": subvolumes,
-             "subvolumes_per_second": subvolumes / seconds, "device": compute.describe()}
-    log.info("%s: %s inference (%d subvolumes) in %.1f s on %s", image_path, config.mode, subvolumes,
-             seconds, stats["device"])
+    stats = {
+        "mode": config.mode,
+        "vote": config.vote if config.mode == "vote" else None,
+        "seconds": seconds,
+        "subvolumes": subvolumes,
+        "subvolumes_per_second": subvolumes / seconds,
+        "device": compute.describe(),
+    }
+    log.info(
+        "%s: %s inference (%d subvolumes) in %.1f s on %s",
+        image_path,
+        config.mode,
+        subvolumes,
+        seconds,
+        stats["device"],
+    )
     save_image(loaded.labelset.to_ids(classes), affine, files.labels)
     write_text(loaded.labelset.lut_text(), files.lut)
     write_text(json.dumps(stats, indent=2) + "\n", files.stats)

@@ -80,8 +80,12 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     native = has_native_bf16(device)
     if precision == "bf16" and not native:
         need = "AVX-512 BW/VL/DQ or AVX-NE-CONVERT" if device.type == "cpu" else "bf16 support"
-        log.warning("compute.precision: bf16, but this %s lacks %s: bf16 is emulated (unfused "
-                    "convolutions), likely slower than fp32", device.type, need)
+        log.warning(
+            "compute.precision: bf16, but this %s lacks %s: bf16 is emulated (unfused "
+            "convolutions), likely slower than fp32",
+            device.type,
+            need,
+        )
     return torch.bfloat16 if precision == "bf16" or native else None
 
 
@@ -92,8 +96,11 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 def describe(device: torch.device, dtype: torch.dtype | None) -> str:
     """A human-readable device name for tables, e.g. ``cpu (2 threads, bf16)``."""
-    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"cpu ({torch.get_num_threads()} threads)")
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)"
+    )
     return f"{where}, {'bf16' if dtype is torch.bfloat16 else 'fp32'}"
 
 
@@ -128,8 +135,13 @@ class Compute:
     threads: int = 1
 
     @classmethod
-    def from_settings(cls, device: str = "auto", precision: str = "auto", channels_last: bool = True,
-                      threads: int = 1) -> Compute:
+    def from_settings(
+        cls,
+        device: str = "auto",
+        precision: str = "auto",
+        channels_last: bool = True,
+        threads: int = 1,
+    ) -> Compute:
         """Select the device and precision and set the thread count (process-wide), once."""
         threads = set_threads(threads)
         where = select_device(device)
@@ -138,12 +150,18 @@ class Compute:
     @classmethod
     def from_config(cls, config: ComputeSettings) -> Compute:
         """:meth:`from_settings` of a config dataclass's device, precision, layout and threads."""
-        return cls.from_settings(config.device, config.precision, config.channels_last, config.threads)
+        return cls.from_settings(
+            config.device, config.precision, config.channels_last, config.threads
+        )
 
     def to_device(self, batch: torch.Tensor) -> torch.Tensor:
         """``batch`` on the device; a 5-D (B, C, D, H, W) batch in channels_last_3d when set."""
         x = batch.to(self.device, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last_3d) if self.channels_last and x.ndim == 5 else x
+        return (
+            x.contiguous(memory_format=torch.channels_last_3d)
+            if self.channels_last and x.ndim == 5
+            else x
+        )
 
     def autocast(self):
         """The autocast context of :attr:`dtype` (a no-op for fp32)."""

@@ -38,7 +38,9 @@ def grid_locations(size: int, patch: int) -> np.ndarray:
     return np.array([(x, y, z) for x in starts for y in starts for z in starts], dtype=np.int64)
 
 
-def gaussian_locations(n: int, size: int, patch: int, sd: float, rng: np.random.Generator) -> np.ndarray:
+def gaussian_locations(
+    n: int, size: int, patch: int, sd: float, rng: np.random.Generator
+) -> np.ndarray:
     """Start corners of ``n`` subvolumes whose centres follow a truncated normal per axis.
 
     Each centre coordinate is drawn from N(size/2, sd^2), rounded to an integer and redrawn
@@ -54,15 +56,18 @@ def gaussian_locations(n: int, size: int, patch: int, sd: float, rng: np.random.
     centres = np.empty(3 * n, dtype=np.int64)
     filled = 0
     while filled < centres.size:
-        draw = np.rint(rng.normal(size / 2, sd, size=2 * (centres.size - filled) + 16)).astype(np.int64)
+        draw = np.rint(rng.normal(size / 2, sd, size=2 * (centres.size - filled) + 16)).astype(
+            np.int64
+        )
         draw = draw[(draw >= low) & (draw <= high)][: centres.size - filled]
-        centres[filled:filled + draw.size] = draw
+        centres[filled : filled + draw.size] = draw
         filled += draw.size
     return centres.reshape(n, 3) - half
 
 
-def inference_locations(n_total: int, size: int, patch: int, sd: float,
-                        rng: np.random.Generator) -> np.ndarray:
+def inference_locations(
+    n_total: int, size: int, patch: int, sd: float, rng: np.random.Generator
+) -> np.ndarray:
     """The covering grid first, then Gaussian subvolumes until there are ``n_total``.
 
     When ``n_total`` is smaller than the grid, the whole grid is still used (every voxel
@@ -70,7 +75,10 @@ def inference_locations(n_total: int, size: int, patch: int, sd: float,
     """
     grid = grid_locations(size, patch)
     if n_total < len(grid):
-        log.warning("%d subvolumes requested but the covering grid needs %d: using the grid only",
-                    n_total, len(grid))
+        log.warning(
+            "%d subvolumes requested but the covering grid needs %d: using the grid only",
+            n_total,
+            len(grid),
+        )
         return grid
     return np.concatenate([grid, gaussian_locations(n_total - len(grid), size, patch, sd, rng)])

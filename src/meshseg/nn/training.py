@@ -22,8 +22,13 @@ from tqdm import tqdm
 from meshseg.image.io import write_table
 from meshseg.metrics import confusion_matrix, dice_from_confusion, foreground_dice
 from meshseg.nn import runtime
-from meshseg.nn.checkpoint import (DEFAULT_PATCH, load_checkpoint, restore_rng_state, rng_state,
-                                   save_checkpoint)
+from meshseg.nn.checkpoint import (
+    DEFAULT_PATCH,
+    load_checkpoint,
+    restore_rng_state,
+    rng_state,
+    save_checkpoint,
+)
 from meshseg.nn.crops import TrainingData, Volume, crop_batch, random_batch
 from meshseg.nn.models import build_model
 from meshseg.nn.models import model_config as make_model_config
@@ -55,8 +60,10 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"train {name} must be >= 1, got {getattr(self, name)}")
         if self.val_crops < 0 or not self.sd > 0 or not self.max_lr > 0:
-            raise ValueError(f"train val_crops must be >= 0 and sd, max_lr > 0, got "
-                             f"{self.val_crops}, {self.sd}, {self.max_lr}")
+            raise ValueError(
+                f"train val_crops must be >= 0 and sd, max_lr > 0, got "
+                f"{self.val_crops}, {self.sd}, {self.max_lr}"
+            )
         runtime.check_settings(self.device, self.precision, self.threads)
 
 
@@ -75,13 +82,22 @@ class TrainingRun:
 
     def snapshot(self, compute: Compute) -> dict:
         """The checkpoint dict of this run (meshseg.nn.checkpoint)."""
-        return {**self.identity, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "step": self.step, "curve": self.curve,
-                "losses": self.losses, "rng": rng_state(self.rng, compute.device)}
+        return {
+            **self.identity,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "curve": self.curve,
+            "losses": self.losses,
+            "rng": rng_state(self.rng, compute.device),
+        }
 
 
 @torch.no_grad()
-def validation_dice(model: torch.nn.Module, batches: list, n_classes: int, compute: Compute) -> float:
+def validation_dice(
+    model: torch.nn.Module, batches: list, n_classes: int, compute: Compute
+) -> float:
     """Mean foreground Dice over fixed validation crops, pooled over all crops."""
     model.eval()
     cm = np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -97,28 +113,35 @@ def _validation_batches(volumes: list[Volume], config: TrainConfig) -> list:
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
     batches = []
     for index in range(len(volumes)):
-        locations = gaussian_locations(config.val_crops, volumes[index].image.shape[0], config.patch,
-                                       config.sd, rng)
+        locations = gaussian_locations(
+            config.val_crops, volumes[index].image.shape[0], config.patch, config.sd, rng
+        )
         for start in range(0, config.val_crops, config.batch_size):
-            chunk = locations[start:start + config.batch_size]
+            chunk = locations[start : start + config.batch_size]
             batches.append(crop_batch(volumes, np.full(len(chunk), index), chunk, config.patch))
     return batches
 
 
-def setup(config: TrainConfig, model_config: dict, data: TrainingData, compute: Compute) -> TrainingRun:
+def setup(
+    config: TrainConfig, model_config: dict, data: TrainingData, compute: Compute
+) -> TrainingRun:
     """A fresh run: the seeded network on the device, Adam + OneCycle, the crop generator."""
     torch.manual_seed(config.seed)
     model = build_model(model_config).to(compute.device)
     if compute.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.max_lr)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.max_lr,
-                                                    total_steps=config.steps)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.max_lr, total_steps=config.steps
+    )
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0]))
     # What a resumable state must share with this run (threads may differ between machines).
-    identity = {"train_config": {k: v for k, v in asdict(config).items() if k != "threads"},
-                "model_config": model_config,
-                "labelset": data.labelset.to_dict(), "train": [v.name for v in data.train]}
+    identity = {
+        "train_config": {k: v for k, v in asdict(config).items() if k != "threads"},
+        "model_config": model_config,
+        "labelset": data.labelset.to_dict(),
+        "train": [v.name for v in data.train],
+    }
     return TrainingRun(model, optimizer, scheduler, rng, identity)
 
 
@@ -139,7 +162,9 @@ def resume(run: TrainingRun, resume_path: Path, compute: Compute) -> None:
     log.info("resuming from %s at step %d", resume_path, run.step)
 
 
-def train_step(run: TrainingRun, volumes: list[Volume], config: TrainConfig, compute: Compute) -> float:
+def train_step(
+    run: TrainingRun, volumes: list[Volume], config: TrainConfig, compute: Compute
+) -> float:
     """One optimizer step on a random batch of crops; returns its loss."""
     x, y = random_batch(volumes, config.batch_size, config.patch, config.sd, run.rng)
     with compute.autocast():
@@ -154,41 +179,78 @@ def train_step(run: TrainingRun, volumes: list[Volume], config: TrainConfig, com
     return run.losses[-1]
 
 
-def write(run: TrainingRun, compute: Compute, checkpoint_path: str | os.PathLike,
-          curve_path: str | os.PathLike) -> None:
+def write(
+    run: TrainingRun,
+    compute: Compute,
+    checkpoint_path: str | os.PathLike,
+    curve_path: str | os.PathLike,
+) -> None:
     """Write the final checkpoint (with the device it trained on) and the curve (TSV)."""
     save_checkpoint({**run.snapshot(compute), "device": compute.describe()}, checkpoint_path)
-    write_table(pd.DataFrame(run.curve, columns=["step", "loss", "lr", "val_dice"]), curve_path,
-                float_format=None)
+    write_table(
+        pd.DataFrame(run.curve, columns=["step", "loss", "lr", "val_dice"]),
+        curve_path,
+        float_format=None,
+    )
 
 
-def train(config: TrainConfig, model_config: dict, data: TrainingData, checkpoint_path: str | os.PathLike,
-          curve_path: str | os.PathLike) -> None:
+def train(
+    config: TrainConfig,
+    model_config: dict,
+    data: TrainingData,
+    checkpoint_path: str | os.PathLike,
+    curve_path: str | os.PathLike,
+) -> None:
     """Train one model and write its final checkpoint and training curve (TSV)."""
     if not data.train:
         raise ValueError("no training subjects: the subject sheet has no 'train' rows")
     runtime.set_deterministic(config.deterministic)  # before CUDA starts (cuBLAS workspace)
     compute = Compute.from_config(config)
-    log.info("training %s on %s, %d threads, %d train / %d validation volumes", model_config,
-             compute.describe(), compute.threads, len(data.train), len(data.validation))
+    log.info(
+        "training %s on %s, %d threads, %d train / %d validation volumes",
+        model_config,
+        compute.describe(),
+        compute.threads,
+        len(data.train),
+        len(data.validation),
+    )
     run = setup(config, model_config, data, compute)
     resume_path = Path(str(checkpoint_path) + ".resume.pt")
     resume(run, resume_path, compute)
     val_batches = _validation_batches(data.validation, config)
     run.model.train()
-    progress = tqdm(total=config.steps, initial=run.step, file=sys.stderr, ascii=True, mininterval=10,
-                    desc=f"train {model_config['arch']}")
+    progress = tqdm(
+        total=config.steps,
+        initial=run.step,
+        file=sys.stderr,
+        ascii=True,
+        mininterval=10,
+        desc=f"train {model_config['arch']}",
+    )
     while run.step < config.steps:
         loss = train_step(run, data.train, config, compute)
         progress.update(1)
         progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
         if run.step % config.validate_every == 0 or run.step == config.steps:
-            dice = (validation_dice(run.model, val_batches, data.labelset.n_classes, compute)
-                    if val_batches else float("nan"))
-            run.curve.append({"step": run.step, "loss": float(np.mean(run.losses)),
-                              "lr": run.scheduler.get_last_lr()[0], "val_dice": dice})
-            log.info("step %d: loss %.4f, validation foreground Dice %.4f", run.step, run.curve[-1]["loss"],
-                     dice)
+            dice = (
+                validation_dice(run.model, val_batches, data.labelset.n_classes, compute)
+                if val_batches
+                else float("nan")
+            )
+            run.curve.append(
+                {
+                    "step": run.step,
+                    "loss": float(np.mean(run.losses)),
+                    "lr": run.scheduler.get_last_lr()[0],
+                    "val_dice": dice,
+                }
+            )
+            log.info(
+                "step %d: loss %.4f, validation foreground Dice %.4f",
+                run.step,
+                run.curve[-1]["loss"],
+                dice,
+            )
             run.losses = []
         if run.step % config.checkpoint_every == 0 and run.step < config.steps:
             save_checkpoint(run.snapshot(compute), resume_path)
@@ -197,9 +259,19 @@ def train(config: TrainConfig, model_config: dict, data: TrainingData, checkpoin
     resume_path.unlink(missing_ok=True)
 
 
-def train_files(config: TrainConfig, model_params: dict, data: TrainingData,
-                checkpoint_path: str | os.PathLike, curve_path: str | os.PathLike) -> None:
+def train_files(
+    config: TrainConfig,
+    model_params: dict,
+    data: TrainingData,
+    checkpoint_path: str | os.PathLike,
+    curve_path: str | os.PathLike,
+) -> None:
     """Train the model entry ``model_params`` of the workflow config (its spec without the class
     count, which is ``data``'s label set's)."""
-    train(config, make_model_config(n_classes=data.labelset.n_classes, **model_params), data,
-          checkpoint_path, curve_path)
+    train(
+        config,
+        make_model_config(n_classes=data.labelset.n_classes, **model_params),
+        data,
+        checkpoint_path,
+        curve_path,
+    )

@@ -67,8 +67,9 @@ class VoteAggregator:
     would take 5.8 GB in float16 (512 crops, 104 classes).
     """
 
-    def __init__(self, shape: tuple[int, int, int], n_classes: int, rule: str = "hard-lowest",
-                 slab: int = 8) -> None:
+    def __init__(
+        self, shape: tuple[int, int, int], n_classes: int, rule: str = "hard-lowest", slab: int = 8
+    ) -> None:
         if rule not in RULES:
             raise ValueError(f"unknown vote rule {rule!r}; choose from {list(RULES)}")
         self.shape = tuple(shape)
@@ -93,21 +94,31 @@ class VoteAggregator:
         ``soft`` need)."""
         locations = np.asarray(locations, dtype=np.int64)
         if predictions.ndim not in (4, 5) or len(predictions) != len(locations):
-            raise ValueError(f"predictions {predictions.shape} and locations {locations.shape} do not match")
+            raise ValueError(
+                f"predictions {predictions.shape} and locations {locations.shape} do not match"
+            )
         if predictions.ndim == 4 and self.needs_probabilities:
-            raise ValueError(f"the {self.rule} vote needs probabilities (B, C, p, p, p), "
-                             f"not class indices {predictions.shape}")
+            raise ValueError(
+                f"the {self.rule} vote needs probabilities (B, C, p, p, p), "
+                f"not class indices {predictions.shape}"
+            )
         if predictions.ndim == 5 and predictions.shape[1] != self.n_classes:
-            raise ValueError(f"probabilities {predictions.shape} have {predictions.shape[1]} classes, "
-                             f"not {self.n_classes}")
+            raise ValueError(
+                f"probabilities {predictions.shape} have {predictions.shape[1]} classes, "
+                f"not {self.n_classes}"
+            )
         if self._added + len(locations) > MAX_SUBVOLUMES:
-            raise ValueError(f"more than {MAX_SUBVOLUMES} subvolumes would overflow the vote counters")
+            raise ValueError(
+                f"more than {MAX_SUBVOLUMES} subvolumes would overflow the vote counters"
+            )
         if not len(locations):
             return
         order = np.argsort(locations[:, 0], kind="stable")
         if locations[order[0], 0] < self._front:
-            raise ValueError(f"subvolumes must come in order of their first-axis start "
-                             f"(got {locations[order[0], 0]} after {self._front})")
+            raise ValueError(
+                f"subvolumes must come in order of their first-axis start "
+                f"(got {locations[order[0], 0]} after {self._front})"
+            )
         depth = predictions.shape[-3]
         if not self._depth:
             self._allocate(depth)
@@ -167,7 +178,7 @@ class VoteAggregator:
             if self.rule == "hard":
                 sums[counts < counts.max(0)] = -1  # only the classes tied on the top count compete
             winner = (counts if self.rule == "hard-lowest" else sums).argmax(0)
-            self._out[self._front + rows.start:self._front + rows.stop] = winner
+            self._out[self._front + rows.start : self._front + rows.stop] = winner
             for buffer in (counts, sums):
                 if buffer is not None:
                     buffer[...] = 0

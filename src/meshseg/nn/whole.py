@@ -17,15 +17,26 @@ from meshseg.nn.runtime import Compute
 def zero_padded_block(image: np.ndarray, box: tuple[slice, ...], margin: int) -> np.ndarray:
     """``image[box]`` grown by ``margin`` on every side, zeros where that leaves the volume."""
     block = np.zeros([s.stop - s.start + 2 * margin for s in box], image.dtype)
-    inside = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, image.shape))
-    at = tuple(slice(i.start - (s.start - margin), i.stop - (s.start - margin)) for i, s in zip(inside, box))
+    inside = tuple(
+        slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, image.shape)
+    )
+    at = tuple(
+        slice(i.start - (s.start - margin), i.stop - (s.start - margin))
+        for i, s in zip(inside, box)
+    )
     block[at] = image[inside]
     return block
 
 
 @torch.inference_mode()
-def predict_whole(model: torch.nn.Module, image: np.ndarray, compute: Compute, slab: int | None = None,
-                  classify: int = 8, budget_mb: int = 2048) -> np.ndarray:
+def predict_whole(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    compute: Compute,
+    slab: int | None = None,
+    classify: int = 8,
+    budget_mb: int = 2048,
+) -> np.ndarray:
     """Class index per voxel from one fully convolutional pass over the zero-surrounded volume.
 
     Only the non-zero voxels' bounding box grown by the receptive radius R is computed:
@@ -40,14 +51,21 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, compute: Compute, s
     output depend on the tiling.
     """
     radius = require_fully_convolutional(model)
-    net = fuse_for_inference(model.to(compute.device), valid=True, channels_last=compute.channels_last)
+    net = fuse_for_inference(
+        model.to(compute.device), valid=True, channels_last=compute.channels_last
+    )
 
     def labels_of(block: np.ndarray) -> Iterator[np.ndarray]:
         x = compute.to_device(torch.from_numpy(block)[None, None])
         with compute.autocast():
             features = net.layers(x)
             for start in range(0, features.shape[2], classify):
-                yield net.classifier(features[:, :, start:start + classify]).argmax(1)[0].cpu().numpy()
+                yield (
+                    net.classifier(features[:, :, start : start + classify])
+                    .argmax(1)[0]
+                    .cpu()
+                    .numpy()
+                )
 
     empty = next(labels_of(np.zeros((2 * radius + 1,) * 3, np.float32)))[0, 0, 0]
     out = np.full(image.shape, empty, dtype=class_dtype(model.config.n_classes))
@@ -62,6 +80,6 @@ def predict_whole(model: torch.nn.Module, image: np.ndarray, compute: Compute, s
         part = (slice(top, min(top + slab, box[0].stop)), *box[1:])
         at = top
         for labels in labels_of(zero_padded_block(image, part, radius)):
-            out[at:at + len(labels), box[1], box[2]] = labels
+            out[at : at + len(labels), box[1], box[2]] = labels
             at += len(labels)
     return out

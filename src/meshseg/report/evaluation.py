@@ -1,4 +1,4 @@
-"""Per-structure tables of a predicted label map: Dice and volumes against the truth, or volumes alone."""
+"""Per-structure tables of a predicted label map: Dice and volumes against the truth, or volumes."""
 
 from __future__ import annotations
 
@@ -37,12 +37,16 @@ def _predicted_classes(ids: np.ndarray, labelset: LabelSet, source: str) -> np.n
 
 def _class_columns(labelset: LabelSet) -> dict[str, list]:
     """The leading columns of every per-class table: class, id, name."""
-    return {"class": list(range(labelset.n_classes)), "id": [c.id for c in labelset.classes],
-            "name": labelset.names}
+    return {
+        "class": list(range(labelset.n_classes)),
+        "id": [c.id for c in labelset.classes],
+        "name": labelset.names,
+    }
 
 
-def structure_table(pred_path: str | os.PathLike, truth_path: str | os.PathLike,
-                    labelset: LabelSet | None = None) -> pd.DataFrame:
+def structure_table(
+    pred_path: str | os.PathLike, truth_path: str | os.PathLike, labelset: LabelSet | None = None
+) -> pd.DataFrame:
     """One row per class: class, id, name, dice, predicted_mm3, true_mm3.
 
     ``pred_path`` holds the set's output ids, ``truth_path`` its source ids. Without a label
@@ -51,31 +55,45 @@ def structure_table(pred_path: str | os.PathLike, truth_path: str | os.PathLike,
     pred_ids, truth_ids, voxel_mm3 = _load_pair(pred_path, truth_path)
     if labelset is None:
         ids = np.union1d(np.unique(pred_ids), np.unique(truth_ids))
-        labelset = LabelSet("ids", tuple(LabelClass(i, int(v), str(v), (0, 0, 0), (int(v),))
-                                         for i, v in enumerate(ids)))
+        labelset = LabelSet(
+            "ids",
+            tuple(LabelClass(i, int(v), str(v), (0, 0, 0), (int(v),)) for i, v in enumerate(ids)),
+        )
     pred = _predicted_classes(pred_ids, labelset, str(pred_path))
     truth = labelset.to_classes(truth_ids, source=str(truth_path))
     n = labelset.n_classes
-    return pd.DataFrame({
-        **_class_columns(labelset),
-        "dice": dice_per_class(truth, pred, n),
-        "predicted_mm3": class_volumes(pred, n, voxel_mm3),
-        "true_mm3": class_volumes(truth, n, voxel_mm3),
-    })
+    return pd.DataFrame(
+        {
+            **_class_columns(labelset),
+            "dice": dice_per_class(truth, pred, n),
+            "predicted_mm3": class_volumes(pred, n, voxel_mm3),
+            "true_mm3": class_volumes(truth, n, voxel_mm3),
+        }
+    )
 
 
 def volume_table(pred_path: str | os.PathLike, labelset: LabelSet) -> pd.DataFrame:
     """One row per class of a label map without truth: class, id, name, predicted_mm3."""
     ids, affine = load_label_ids(pred_path)
     classes = _predicted_classes(ids, labelset, str(pred_path))
-    return pd.DataFrame({**_class_columns(labelset),
-                         "predicted_mm3": class_volumes(classes, labelset.n_classes, voxel_volume(affine))})
+    return pd.DataFrame(
+        {
+            **_class_columns(labelset),
+            "predicted_mm3": class_volumes(classes, labelset.n_classes, voxel_volume(affine)),
+        }
+    )
 
 
-def evaluate_subject(pred_path: str | os.PathLike, native_pred_path: str | os.PathLike,
-                     truth_path: str | os.PathLike | None, native_truth_path: str | os.PathLike | None,
-                     labelset_name: str, subject: str, model: str,
-                     out_path: str | os.PathLike) -> pd.DataFrame:
+def evaluate_subject(
+    pred_path: str | os.PathLike,
+    native_pred_path: str | os.PathLike,
+    truth_path: str | os.PathLike | None,
+    native_truth_path: str | os.PathLike | None,
+    labelset_name: str,
+    subject: str,
+    model: str,
+    out_path: str | os.PathLike,
+) -> pd.DataFrame:
     """Write one subject's metrics table (tables.STRUCTURE_COLUMNS): Dice in the conformed
     space and on the subject's own grid (``native_dice``), and volumes; without truth
     (``truth_path`` None), the predicted volumes only."""
@@ -84,7 +102,9 @@ def evaluate_subject(pred_path: str | os.PathLike, native_pred_path: str | os.Pa
         table = volume_table(pred_path, labelset)
     else:
         table = structure_table(pred_path, truth_path, labelset)
-        table.insert(4, "native_dice", structure_table(native_pred_path, native_truth_path, labelset)["dice"])
+        table.insert(
+            4, "native_dice", structure_table(native_pred_path, native_truth_path, labelset)["dice"]
+        )
     table.insert(0, "model", model)
     table.insert(0, "subject", subject)
     write_table(table, out_path)

@@ -23,8 +23,16 @@ from meshseg.report.evaluation import load_label_ids
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["subject", "model", "inference", "n_subvolumes", "foreground_dice", "macro_dice",
-           "classes_in_truth", "seconds"]
+COLUMNS = [
+    "subject",
+    "model",
+    "inference",
+    "n_subvolumes",
+    "foreground_dice",
+    "macro_dice",
+    "classes_in_truth",
+    "seconds",
+]
 
 
 def _scores(classes: np.ndarray, truth: np.ndarray, n_classes: int) -> dict[str, float]:
@@ -32,8 +40,14 @@ def _scores(classes: np.ndarray, truth: np.ndarray, n_classes: int) -> dict[str,
     return dice_summary(dice_per_class(truth, classes, n_classes), true_voxels)
 
 
-def dice_vs_subvolumes(loaded: LoadedModel, image_path: str | os.PathLike, truth_path: str | os.PathLike,
-                       counts: Sequence[int], config: InferenceConfig, compute: Compute) -> pd.DataFrame:
+def dice_vs_subvolumes(
+    loaded: LoadedModel,
+    image_path: str | os.PathLike,
+    truth_path: str | os.PathLike,
+    counts: Sequence[int],
+    config: InferenceConfig,
+    compute: Compute,
+) -> pd.DataFrame:
     """Dice of the vote over the first N crops of one crop sequence, for each N in ``counts``.
 
     The sequence is the one inference uses for the largest N (the covering grid, then
@@ -50,15 +64,23 @@ def dice_vs_subvolumes(loaded: LoadedModel, image_path: str | os.PathLike, truth
     size, n, patch = image.shape[0], loaded.labelset.n_classes, loaded.patch
     grid = len(grid_locations(size, patch))
     counts = sorted({max(int(c), grid) for c in counts})
-    locations = inference_locations(counts[-1], size, patch, config.sd, np.random.default_rng(config.seed))
+    locations = inference_locations(
+        counts[-1], size, patch, config.sd, np.random.default_rng(config.seed)
+    )
 
     order = np.argsort(locations[:, 0], kind="stable")  # the vote takes crops in first-axis order
     votes = {count: VoteAggregator(image.shape, n, rule=config.vote) for count in counts}
     voting = dict.fromkeys(counts, 0.0)  # seconds spent in each N's vote
     started, done = time.perf_counter(), 0
-    for predictions, chunk in predict_crops(loaded, image, locations[order], config.batch_size, compute,
-                                            probabilities=votes[counts[0]].needs_probabilities):
-        position = order[done:done + len(chunk)]  # the crops' places in the sequence
+    for predictions, chunk in predict_crops(
+        loaded,
+        image,
+        locations[order],
+        config.batch_size,
+        compute,
+        probabilities=votes[counts[0]].needs_probabilities,
+    ):
+        position = order[done : done + len(chunk)]  # the crops' places in the sequence
         done += len(chunk)
         for count, aggregator in votes.items():
             tick = time.perf_counter()
@@ -70,18 +92,37 @@ def dice_vs_subvolumes(loaded: LoadedModel, image_path: str | os.PathLike, truth
         started = time.perf_counter()
         classes = votes[count].result()
         seconds = count * per_crop + voting[count] + time.perf_counter() - started
-        rows.append({"inference": "vote", "n_subvolumes": count, **_scores(classes, truth, n),
-                     "seconds": seconds})
-        log.info("%s: %d subvolumes, foreground Dice %.4f", image_path, count, rows[-1]["foreground_dice"])
+        rows.append(
+            {
+                "inference": "vote",
+                "n_subvolumes": count,
+                **_scores(classes, truth, n),
+                "seconds": seconds,
+            }
+        )
+        log.info(
+            "%s: %d subvolumes, foreground Dice %.4f",
+            image_path,
+            count,
+            rows[-1]["foreground_dice"],
+        )
     if is_fully_convolutional(loaded.model):
         started = time.perf_counter()
         classes = predict_whole(loaded.model, image, compute)
-        rows.append({"inference": "whole", "n_subvolumes": 0, **_scores(classes, truth, n),
-                     "seconds": time.perf_counter() - started})
+        rows.append(
+            {
+                "inference": "whole",
+                "n_subvolumes": 0,
+                **_scores(classes, truth, n),
+                "seconds": time.perf_counter() - started,
+            }
+        )
     return pd.DataFrame(rows, columns=COLUMNS[2:])
 
 
-def write_experiment(table: pd.DataFrame, subject: str, model: str, out_path: str | os.PathLike) -> pd.DataFrame:
+def write_experiment(
+    table: pd.DataFrame, subject: str, model: str, out_path: str | os.PathLike
+) -> pd.DataFrame:
     """Write :func:`dice_vs_subvolumes`'s rows of ``subject`` and ``model`` (:data:`COLUMNS`)."""
     table = table.assign(subject=subject, model=model)[COLUMNS]
     write_table(table, out_path)

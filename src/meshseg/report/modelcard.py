@@ -27,9 +27,15 @@ from meshseg.nn.models import model_variant
 METRICS_COLUMNS = ["subject", "model", "class", "id", "name", "dice"]
 
 
-def model_card(loaded: LoadedModel, model: str, metrics_paths: Sequence[str | os.PathLike],
-               comparison_path: str | os.PathLike, subject_sheet_path: str | os.PathLike,
-               dataset: str, data_licence: str) -> dict:
+def model_card(
+    loaded: LoadedModel,
+    model: str,
+    metrics_paths: Sequence[str | os.PathLike],
+    comparison_path: str | os.PathLike,
+    subject_sheet_path: str | os.PathLike,
+    dataset: str,
+    data_licence: str,
+) -> dict:
     """The card of ``model`` (its name in the metrics and comparison tables) as plain data.
 
     Held-out Dice per class is the mean and sample sd over the subjects of the metrics
@@ -39,29 +45,57 @@ def model_card(loaded: LoadedModel, model: str, metrics_paths: Sequence[str | os
     sheet = read_subject_sheet(subject_sheet_path)
     splits = {s: sheet.index[sheet["split"] == s].tolist() for s in SPLITS}
     return {
-        "model": {"name": model, "arch": spec["arch"], "variant": model_variant(spec), "config": spec,
-                  "parameters": loaded.parameters, "weight_bytes": loaded.weight_bytes,
-                  "meshseg_version": state.get("meshseg_version")},
-        "labels": {"labelset": labelset.name,
-                   "classes": [{"class": c.index, "id": c.id, "name": c.name} for c in labelset.classes]},
-        "training_data": {"dataset": dataset, "licence": data_licence, "subjects": splits,
-                          "counts": {s: len(ids) for s, ids in splits.items()},
-                          "training_images": state.get("train", [])},
-        "training": {"steps": state["step"], "config": state.get("train_config", {}),
-                     "device": state.get("device")},
+        "model": {
+            "name": model,
+            "arch": spec["arch"],
+            "variant": model_variant(spec),
+            "config": spec,
+            "parameters": loaded.parameters,
+            "weight_bytes": loaded.weight_bytes,
+            "meshseg_version": state.get("meshseg_version"),
+        },
+        "labels": {
+            "labelset": labelset.name,
+            "classes": [{"class": c.index, "id": c.id, "name": c.name} for c in labelset.classes],
+        },
+        "training_data": {
+            "dataset": dataset,
+            "licence": data_licence,
+            "subjects": splits,
+            "counts": {s: len(ids) for s, ids in splits.items()},
+            "training_images": state.get("train", []),
+        },
+        "training": {
+            "steps": state["step"],
+            "config": state.get("train_config", {}),
+            "device": state.get("device"),
+        },
         "evaluation": _evaluation(model, metrics_paths, comparison_path),
-        "software": {"python": platform.python_version(), "torch": torch.__version__,
-                     "meshseg": __version__, "numpy": np.__version__, "nibabel": nibabel.__version__},
+        "software": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "meshseg": __version__,
+            "numpy": np.__version__,
+            "nibabel": nibabel.__version__,
+        },
     }
 
 
-def write_model_card(loaded: LoadedModel, model: str,
-                     metrics_paths: Sequence[str | os.PathLike], comparison_path: str | os.PathLike,
-                     subject_sheet_path: str | os.PathLike, dataset: str, data_licence: str,
-                     md_path: str | os.PathLike, json_path: str | os.PathLike) -> dict:
+def write_model_card(
+    loaded: LoadedModel,
+    model: str,
+    metrics_paths: Sequence[str | os.PathLike],
+    comparison_path: str | os.PathLike,
+    subject_sheet_path: str | os.PathLike,
+    dataset: str,
+    data_licence: str,
+    md_path: str | os.PathLike,
+    json_path: str | os.PathLike,
+) -> dict:
     """Write :func:`model_card` as JSON and Markdown (atomically); return it as written."""
-    card = model_card(loaded, model, metrics_paths, comparison_path, subject_sheet_path,
-                      dataset, data_licence)
+    card = model_card(
+        loaded, model, metrics_paths, comparison_path, subject_sheet_path, dataset, data_licence
+    )
     text = json.dumps(card, indent=2, allow_nan=False) + "\n"
     write_text(text, json_path)
     write_text(markdown(card), md_path)
@@ -72,39 +106,67 @@ def markdown(card: dict) -> str:
     """The card as a Markdown page."""
     m, data, train, ev = card["model"], card["training_data"], card["training"], card["evaluation"]
     lines = [
-        f"# Model card: {m['name']}", "",
-        f"{m['arch']} ({m['variant']}): {m['parameters']:,} parameters, {m['weight_bytes']:,} bytes "
-        f"of weights, label set `{card['labels']['labelset']}`. For research: not for clinical use.",
-        "", "## Classes", "", "| class | id | name |", "|---|---|---|",
+        f"# Model card: {m['name']}",
+        "",
+        f"{m['arch']} ({m['variant']}): {m['parameters']:,} parameters, "
+        f"{m['weight_bytes']:,} bytes of weights, label set `{card['labels']['labelset']}`. "
+        "For research: not for clinical use.",
+        "",
+        "## Classes",
+        "",
+        "| class | id | name |",
+        "|---|---|---|",
         *(f"| {c['class']} | {c['id']} | {c['name']} |" for c in card["labels"]["classes"]),
-        "", "## Training data", "", f"Dataset `{data['dataset']}`. Licence: {data['licence']}", "",
-        *(f"- {split} ({data['counts'][split]}): {', '.join(ids) or '-'}"
-          for split, ids in data["subjects"].items()),
-        "", "## Training", "", f"{train['steps']} steps on {train['device'] or 'an unrecorded device'}.", "",
+        "",
+        "## Training data",
+        "",
+        f"Dataset `{data['dataset']}`. Licence: {data['licence']}",
+        "",
+        *(
+            f"- {split} ({data['counts'][split]}): {', '.join(ids) or '-'}"
+            for split, ids in data["subjects"].items()
+        ),
+        "",
+        "## Training",
+        "",
+        f"{train['steps']} steps on {train['device'] or 'an unrecorded device'}.",
+        "",
         *(f"- {key}: {value}" for key, value in train["config"].items()),
-        "", "## Held-out evaluation", "",
+        "",
+        "## Held-out evaluation",
+        "",
         f"{ev['subjects']} subjects ({', '.join(ev['subject_ids'])}): foreground Dice "
-        f"{_number(ev['foreground_dice_mean'])} (sd {_number(ev['foreground_dice_sd'])}), macro Dice "
-        f"{_number(ev['macro_dice_mean'])}, {_number(ev['seconds_per_subject'], 1)} s per subject on "
-        f"{ev['device']}.",
-        "", "| class | id | name | Dice mean | Dice sd |", "|---|---|---|---|---|",
-        *(f"| {c['class']} | {c['id']} | {c['name']} | {_number(c['dice_mean'])} | {_number(c['dice_sd'])} |"
-          for c in ev["classes"]),
-        "", "## Software", "", ", ".join(f"{name} {version}" for name, version in card["software"].items()),
+        f"{_number(ev['foreground_dice_mean'])} (sd {_number(ev['foreground_dice_sd'])}), "
+        f"macro Dice {_number(ev['macro_dice_mean'])}, "
+        f"{_number(ev['seconds_per_subject'], 1)} s per subject on {ev['device']}.",
+        "",
+        "| class | id | name | Dice mean | Dice sd |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {c['class']} | {c['id']} | {c['name']} | {_number(c['dice_mean'])} "
+            f"| {_number(c['dice_sd'])} |"
+            for c in ev["classes"]
+        ),
+        "",
+        "## Software",
+        "",
+        ", ".join(f"{name} {version}" for name, version in card["software"].items()),
         "",
     ]
     return "\n".join(lines)
 
 
-def _evaluation(model: str, metrics_paths: Sequence[str | os.PathLike],
-                comparison_path: str | os.PathLike) -> dict:
+def _evaluation(
+    model: str, metrics_paths: Sequence[str | os.PathLike], comparison_path: str | os.PathLike
+) -> dict:
     """Per-class Dice mean/sd over the held-out subjects, and the model's comparison row."""
     tables = []
     for path in metrics_paths:
         table = pd.read_csv(path, sep="\t")
         if not set(METRICS_COLUMNS) <= set(table.columns):
-            raise ValueError(f"{path}: metrics need the columns {METRICS_COLUMNS}, "
-                             f"got {list(table.columns)}")
+            raise ValueError(
+                f"{path}: metrics need the columns {METRICS_COLUMNS}, got {list(table.columns)}"
+            )
         tables.append(table)
     metrics = pd.concat(tables, ignore_index=True)
     metrics = metrics[(metrics["model"] == model) & metrics["dice"].notna()]  # labelled subjects
@@ -113,19 +175,38 @@ def _evaluation(model: str, metrics_paths: Sequence[str | os.PathLike],
     comparison = pd.read_csv(comparison_path, sep="\t")
     row = comparison[comparison["model"] == model]
     if row.empty:
-        raise ValueError(f"{comparison_path}: no row for model {model!r} "
-                         f"(models: {comparison['model'].tolist()})")
-    per_class = metrics.groupby(["class", "id", "name"], sort=True)["dice"].agg(["mean", "std", "count"])
+        raise ValueError(
+            f"{comparison_path}: no row for model {model!r} "
+            f"(models: {comparison['model'].tolist()})"
+        )
+    per_class = metrics.groupby(["class", "id", "name"], sort=True)["dice"].agg(
+        ["mean", "std", "count"]
+    )
     row = row.iloc[0]
     return {
         "subjects": int(metrics["subject"].nunique()),
         "subject_ids": sorted(metrics["subject"].unique().tolist()),
-        "classes": [{"class": int(c), "id": int(i), "name": n, "dice_mean": _float(r["mean"]),
-                     "dice_sd": _float(r["std"]), "subjects": int(r["count"])}
-                    for (c, i, n), r in per_class.iterrows()],
-        **{key: _float(row[key]) for key in ("foreground_dice_mean", "foreground_dice_sd",
-                                             "macro_dice_mean", "seconds_per_subject",
-                                             "subvolumes_per_second")},
+        "classes": [
+            {
+                "class": int(c),
+                "id": int(i),
+                "name": n,
+                "dice_mean": _float(r["mean"]),
+                "dice_sd": _float(r["std"]),
+                "subjects": int(r["count"]),
+            }
+            for (c, i, n), r in per_class.iterrows()
+        ],
+        **{
+            key: _float(row[key])
+            for key in (
+                "foreground_dice_mean",
+                "foreground_dice_sd",
+                "macro_dice_mean",
+                "seconds_per_subject",
+                "subvolumes_per_second",
+            )
+        },
         "device": str(row["device"]),
     }
 

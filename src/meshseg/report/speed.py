@@ -25,9 +25,20 @@ from meshseg.nn.runtime import Compute
 
 log = logging.getLogger(__name__)
 
-REFERENCE_COLUMNS = ["model", "arch", "description", "n_classes", "parameters", "weight_bytes",
-                     "checkpoint_bytes", "subvolumes_per_second", "batch_size", "patch", "batches",
-                     "device"]
+REFERENCE_COLUMNS = [
+    "model",
+    "arch",
+    "description",
+    "n_classes",
+    "parameters",
+    "weight_bytes",
+    "checkpoint_bytes",
+    "subvolumes_per_second",
+    "batch_size",
+    "patch",
+    "batches",
+    "device",
+]
 
 # The reference-size models: MeshNet small and large, and the reference's 64-wide U-Net.
 REFERENCE_MODELS = {
@@ -37,8 +48,9 @@ REFERENCE_MODELS = {
 }
 
 
-def crops_per_second(model: torch.nn.Module, compute: Compute, batch_size: int, patch: int,
-                     batches: int) -> float:
+def crops_per_second(
+    model: torch.nn.Module, compute: Compute, batch_size: int, patch: int, batches: int
+) -> float:
     """Subvolumes per second of ``model`` on random crops, after one warm-up batch, through
     inference's path: the fused network (meshseg.nn.fusion) on ``compute``, then the argmax."""
     net = fuse_for_inference(model.eval().to(compute.device), channels_last=compute.channels_last)
@@ -66,8 +78,14 @@ def checkpoint_bytes(model: torch.nn.Module) -> int:
         return path.stat().st_size
 
 
-def measure_reference_speed(labelset: str, out_path: str | os.PathLike, compute: Compute, batches: int,
-                            batch_size: int = 16, patch: int = DEFAULT_PATCH) -> pd.DataFrame:
+def measure_reference_speed(
+    labelset: str,
+    out_path: str | os.PathLike,
+    compute: Compute,
+    batches: int,
+    batch_size: int = 16,
+    patch: int = DEFAULT_PATCH,
+) -> pd.DataFrame:
     """Size and subvolumes/s of the untrained :data:`REFERENCE_MODELS`; write the table."""
     n_classes = load_labelset(labelset).n_classes
     rows = []
@@ -77,11 +95,22 @@ def measure_reference_speed(labelset: str, out_path: str | os.PathLike, compute:
         model = build_model(model_config(spec["arch"], n_classes, **params))
         rate = crops_per_second(model, compute, batch_size, patch, batches)
         log.info("%s: %.1f subvolumes/s on %s", name, rate, compute.describe())
-        rows.append({"model": name, "arch": spec["arch"], "description": describe_model(spec),
-                     "n_classes": n_classes, "parameters": count_parameters(model),
-                     "weight_bytes": weight_bytes(model), "checkpoint_bytes": checkpoint_bytes(model),
-                     "subvolumes_per_second": rate, "batch_size": batch_size, "patch": patch,
-                     "batches": batches, "device": compute.describe()})
+        rows.append(
+            {
+                "model": name,
+                "arch": spec["arch"],
+                "description": describe_model(spec),
+                "n_classes": n_classes,
+                "parameters": count_parameters(model),
+                "weight_bytes": weight_bytes(model),
+                "checkpoint_bytes": checkpoint_bytes(model),
+                "subvolumes_per_second": rate,
+                "batch_size": batch_size,
+                "patch": patch,
+                "batches": batches,
+                "device": compute.describe(),
+            }
+        )
     table = pd.DataFrame(rows, columns=REFERENCE_COLUMNS)
     write_table(table, out_path)
     return table

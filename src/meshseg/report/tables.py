@@ -15,15 +15,41 @@ from meshseg.metrics import dice_summary, foreground_dice
 from meshseg.nn.checkpoint import LoadedModel, load
 
 # Columns of a per-subject metrics table (meshseg.report.evaluation.evaluate_subject).
-STRUCTURE_COLUMNS = ["subject", "model", "class", "id", "name", "dice", "native_dice",
-                     "predicted_mm3", "true_mm3"]
+STRUCTURE_COLUMNS = [
+    "subject",
+    "model",
+    "class",
+    "id",
+    "name",
+    "dice",
+    "native_dice",
+    "predicted_mm3",
+    "true_mm3",
+]
 # Columns of subject_scores: one row per labelled subject and model.
-SCORE_COLUMNS = ["subject", "model", "foreground_dice", "macro_dice", "classes_in_truth",
-                 "native_foreground_dice"]
+SCORE_COLUMNS = [
+    "subject",
+    "model",
+    "foreground_dice",
+    "macro_dice",
+    "classes_in_truth",
+    "native_foreground_dice",
+]
 COMPARISON_COLUMNS = [
-    "model", "arch", "subjects", "foreground_dice_mean", "foreground_dice_sd", "macro_dice_mean",
-    "classes_in_truth_mean", "native_foreground_dice_mean", "parameters", "weight_bytes",
-    "checkpoint_bytes", "seconds_per_subject", "subvolumes_per_second", "device",
+    "model",
+    "arch",
+    "subjects",
+    "foreground_dice_mean",
+    "foreground_dice_sd",
+    "macro_dice_mean",
+    "classes_in_truth_mean",
+    "native_foreground_dice_mean",
+    "parameters",
+    "weight_bytes",
+    "checkpoint_bytes",
+    "seconds_per_subject",
+    "subvolumes_per_second",
+    "device",
 ]
 
 
@@ -35,13 +61,20 @@ def subject_scores(structures: pd.DataFrame) -> pd.DataFrame:
     rows = []
     labelled = structures[structures["true_mm3"].notna()]
     for (subject, model), group in labelled.groupby(["subject", "model"], sort=True):
-        rows.append({"subject": subject, "model": model,
-                     **dice_summary(group["dice"].to_numpy(), group["true_mm3"].to_numpy()),
-                     "native_foreground_dice": foreground_dice(group["native_dice"].to_numpy())})
+        rows.append(
+            {
+                "subject": subject,
+                "model": model,
+                **dice_summary(group["dice"].to_numpy(), group["true_mm3"].to_numpy()),
+                "native_foreground_dice": foreground_dice(group["native_dice"].to_numpy()),
+            }
+        )
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
 
-def comparison_row(model: str, scores: pd.DataFrame, loaded: LoadedModel, stats: Sequence[dict]) -> dict:
+def comparison_row(
+    model: str, scores: pd.DataFrame, loaded: LoadedModel, stats: Sequence[dict]
+) -> dict:
     """One model's line of the comparison table."""
     own = scores[scores["model"] == model]
     seconds = np.array([s["seconds"] for s in stats])
@@ -64,9 +97,14 @@ def comparison_row(model: str, scores: pd.DataFrame, loaded: LoadedModel, stats:
     }
 
 
-def summarise(metric_paths: Sequence[str], checkpoint_paths: dict[str, str],
-              stats_paths: dict[str, Sequence[str]], dice_path: str | os.PathLike,
-              volumes_path: str | os.PathLike, comparison_path: str | os.PathLike) -> pd.DataFrame:
+def summarise(
+    metric_paths: Sequence[str],
+    checkpoint_paths: dict[str, str],
+    stats_paths: dict[str, Sequence[str]],
+    dice_path: str | os.PathLike,
+    volumes_path: str | os.PathLike,
+    comparison_path: str | os.PathLike,
+) -> pd.DataFrame:
     """Write results/dice.tsv, volumes.tsv and comparison.tsv; return the comparison.
 
     Dice rows come from the subjects with labels; volumes from every subject (true_mm3 is
@@ -80,10 +118,17 @@ def summarise(metric_paths: Sequence[str], checkpoint_paths: dict[str, str],
         stats = [json.loads(Path(p).read_text()) for p in stats_paths[model]]
         rows.append(comparison_row(model, scores, load(checkpoint), stats))
     comparison = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
-    write_table(structures.loc[structures["true_mm3"].notna(),
-                               ["subject", "model", "class", "id", "name", "dice", "native_dice"]], dice_path)
-    write_table(structures[["subject", "model", "class", "id", "name", "predicted_mm3", "true_mm3"]],
-                volumes_path)
+    write_table(
+        structures.loc[
+            structures["true_mm3"].notna(),
+            ["subject", "model", "class", "id", "name", "dice", "native_dice"],
+        ],
+        dice_path,
+    )
+    write_table(
+        structures[["subject", "model", "class", "id", "name", "predicted_mm3", "true_mm3"]],
+        volumes_path,
+    )
     write_table(comparison, comparison_path)
     return comparison
 

@@ -14,8 +14,9 @@ ARCHITECTURES = ("meshnet", "unet")
 NAMES = {"meshnet": "MeshNet", "unet": "U-Net"}
 
 
-def model_config(arch: str, n_classes: int, variant: str = "small", dropout: float = 0.0,
-                 width: int = 64) -> dict:
+def model_config(
+    arch: str, n_classes: int, variant: str = "small", dropout: float = 0.0, width: int = 64
+) -> dict:
     """The self-describing model spec: ``{"arch": ..., **dataclass fields}``."""
     if arch == "meshnet":
         return {"arch": arch, **asdict(MeshNetConfig.variant(variant, n_classes, dropout))}
@@ -32,7 +33,9 @@ def build_model(spec: dict) -> nn.Module:
         return MeshNet(MeshNetConfig(**fields))
     if spec.get("arch") == "unet":
         return UNet(UNetConfig(**fields))
-    raise ValueError(f"unknown architecture {spec.get('arch')!r}; choose from {list(ARCHITECTURES)}")
+    raise ValueError(
+        f"unknown architecture {spec.get('arch')!r}; choose from {list(ARCHITECTURES)}"
+    )
 
 
 def model_variant(spec: Mapping) -> str:
@@ -42,10 +45,21 @@ def model_variant(spec: Mapping) -> str:
     if spec["arch"] == "unet":
         return f"width {spec.get('width', 64)}"
     if spec["arch"] != "meshnet":
-        raise ValueError(f"unknown architecture {spec['arch']!r}; choose from {list(ARCHITECTURES)}")
-    name = spec.get("variant", "small") if "channels" not in spec else next(
-        (n for n, f in VARIANTS.items()
-         if spec["channels"] == f["channels"] and tuple(spec["dilations"]) == f["dilations"]), None)
+        raise ValueError(
+            f"unknown architecture {spec['arch']!r}; choose from {list(ARCHITECTURES)}"
+        )
+    name = (
+        spec.get("variant", "small")
+        if "channels" not in spec
+        else next(
+            (
+                n
+                for n, f in VARIANTS.items()
+                if spec["channels"] == f["channels"] and tuple(spec["dilations"]) == f["dilations"]
+            ),
+            None,
+        )
+    )
     if name is None:
         return f"custom ({spec['channels']} channels, dilations {list(spec['dilations'])})"
     dropout = spec.get("dropout", 0.0)
@@ -53,7 +67,7 @@ def model_variant(spec: Mapping) -> str:
 
 
 def describe_model(spec: Mapping) -> str:
-    """A model in words, e.g. ``MeshNet small`` or ``U-Net width 16`` (see :func:`model_variant`)."""
+    """A model in words, e.g. ``MeshNet small`` or ``U-Net width 16`` (:func:`model_variant`)."""
     variant = model_variant(spec)
     return f"{NAMES[spec['arch']]} {variant}"
 
@@ -67,7 +81,9 @@ def is_fully_convolutional(model: nn.Module) -> bool:
 def require_fully_convolutional(model: nn.Module, what: str = "whole-volume inference") -> int:
     """The receptive radius of a fully convolutional ``model``; ``ValueError`` for any other."""
     if not is_fully_convolutional(model):
-        raise ValueError(f"{what} needs a fully convolutional model (MeshNet), not {type(model).__name__}")
+        raise ValueError(
+            f"{what} needs a fully convolutional model (MeshNet), not {type(model).__name__}"
+        )
     return model.receptive_radius
 
 

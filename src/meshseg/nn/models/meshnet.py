@@ -54,8 +54,10 @@ class MeshNet(nn.Module):
         assert 0.0 <= config.dropout < 1.0, f"dropout must be in [0, 1), got {config.dropout}"
         self.config = config
         widths = [config.in_channels] + [config.channels] * len(config.dilations)
-        layers = [MeshNetLayer(c_in, c_out, d, config.dropout)
-                  for c_in, c_out, d in zip(widths, widths[1:], config.dilations)]
+        layers = [
+            MeshNetLayer(c_in, c_out, d, config.dropout)
+            for c_in, c_out, d in zip(widths, widths[1:], config.dilations)
+        ]
         self.layers = nn.Sequential(*layers)
         self.classifier = nn.Conv3d(config.channels, config.n_classes, kernel_size=1)
         self.apply(self._init_weights)

@@ -27,8 +27,12 @@ class DoubleConv(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, c_mid: int | None = None) -> None:
         c_mid = c_mid or c_out
         super().__init__(
-            nn.Conv3d(c_in, c_mid, kernel_size=3, padding=1), nn.BatchNorm3d(c_mid), nn.ReLU(inplace=True),
-            nn.Conv3d(c_mid, c_out, kernel_size=3, padding=1), nn.BatchNorm3d(c_out), nn.ReLU(inplace=True),
+            nn.Conv3d(c_in, c_mid, kernel_size=3, padding=1),
+            nn.BatchNorm3d(c_mid),
+            nn.ReLU(inplace=True),
+            nn.Conv3d(c_mid, c_out, kernel_size=3, padding=1),
+            nn.BatchNorm3d(c_out),
+            nn.ReLU(inplace=True),
         )
 
 
@@ -67,7 +71,8 @@ class UNet(nn.Module):
         w = config.width
         self.inc = DoubleConv(config.in_channels, w)
         self.down1, self.down2, self.down3 = Down(w, 2 * w), Down(2 * w, 4 * w), Down(4 * w, 8 * w)
-        # The reference's channel plan: (768 -> 256, mid 256), (384 -> 128, mid 256), (192 -> 64, mid 64).
+        # The reference's channel plan: (768 -> 256, mid 256), (384 -> 128, mid 256),
+        # (192 -> 64, mid 64).
         self.up1 = Up(12 * w, 4 * w, 4 * w)
         self.up2 = Up(6 * w, 2 * w, 4 * w)
         self.up3 = Up(3 * w, w, w)
