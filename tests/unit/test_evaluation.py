@@ -9,7 +9,7 @@ from meshseg.image.io import ImageError, save_image
 from meshseg.labels import load_labelset
 from meshseg.nn.checkpoint import save_checkpoint
 from meshseg.nn.models import build_model, model_config
-from meshseg.report.evaluation import evaluate_subject, structure_table, volume_table
+from meshseg.report.evaluation import LabelMaps, evaluate_subject, structure_table, volume_table
 from meshseg.report.tables import COMPARISON_COLUMNS, subject_scores, summarise
 
 AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])  # 2 mm^3 voxels
@@ -93,10 +93,7 @@ def test_summarise_builds_the_three_tables(tmp_path):
             if subject == "unlabelled":
                 truth_path = None
             evaluate_subject(
-                pred_path,
-                pred_path,
-                truth_path,
-                truth_path,
+                LabelMaps(pred_path, pred_path, truth_path, truth_path),
                 "demo_gwm",
                 subject,
                 model,

@@ -147,10 +147,9 @@ def test_overlay(tmp_path, prepared_pair):
     wrong[24:][wrong[24:] == 2] = 1
     save_image(wrong, np.diag([-1.0, 1.0, 1.0, 1.0]), tmp_path / "pred.nii.gz")
     figures.overlay(
-        "s1",
-        t1,
-        labels,
-        {"meshnet": tmp_path / "pred.nii.gz", "unet": labels},
+        figures.OverlayImages(
+            "s1", t1, labels, {"meshnet": tmp_path / "pred.nii.gz", "unet": labels}
+        ),
         "demo_gwm",
         tmp_path / "overlay.png",
         "caption",
@@ -166,10 +165,7 @@ def test_overlay_rejects_a_prediction_on_another_grid(tmp_path, prepared_pair):
         ImageError, match=r"pred.nii.gz: shape \(40, 48, 48\) does not match the T1"
     ):
         figures.overlay(
-            "s1",
-            t1,
-            labels,
-            {"meshnet": tmp_path / "pred.nii.gz"},
+            figures.OverlayImages("s1", t1, labels, {"meshnet": tmp_path / "pred.nii.gz"}),
             "demo_gwm",
             tmp_path / "overlay.png",
             "caption",

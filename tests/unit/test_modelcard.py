@@ -4,7 +4,7 @@ import pytest
 
 from meshseg.data.datasets import DATA_LICENCES
 from meshseg.nn.checkpoint import load
-from meshseg.report.modelcard import write_model_card
+from meshseg.report.modelcard import CardFiles, CardSources, write_model_card
 from tests.conftest import tiny_checkpoint
 
 METRICS = """subject\tmodel\tclass\tid\tname\tdice\tpredicted_mm3\ttrue_mm3
@@ -44,13 +44,10 @@ def test_card_fields_are_computed(tmp_path, card_inputs):
     card = write_model_card(
         checkpoint,
         "meshnet",
-        metrics,
-        comparison,
-        sheet,
+        CardSources(metrics, comparison, sheet),
         "demo",
         DATA_LICENCES["demo"],
-        tmp_path / "card.md",
-        tmp_path / "card.json",
+        CardFiles(tmp_path / "card.md", tmp_path / "card.json"),
     )
     assert json.loads((tmp_path / "card.json").read_text()) == card
     assert card["model"]["arch"] == "meshnet" and card["model"]["variant"] == "small"
@@ -84,13 +81,10 @@ def test_one_subject_has_no_sd_and_json_stays_valid(tmp_path, card_inputs):
     card = write_model_card(
         checkpoint,
         "unet",
-        metrics[:1],
-        comparison,
-        sheet,
+        CardSources(metrics[:1], comparison, sheet),
         "mindboggle101",
         DATA_LICENCES["mindboggle101"],
-        tmp_path / "card.md",
-        tmp_path / "card.json",
+        CardFiles(tmp_path / "card.md", tmp_path / "card.json"),
     )
     assert card["evaluation"]["classes"][0]["dice_sd"] is None
     assert card["evaluation"]["foreground_dice_sd"] is None
@@ -106,12 +100,9 @@ def test_missing_model_row_names_the_comparison(tmp_path, card_inputs):
         write_model_card(
             checkpoint,
             "other",
-            [tmp_path / "t3.tsv"],
-            comparison,
-            sheet,
+            CardSources([tmp_path / "t3.tsv"], comparison, sheet),
             "demo",
             "x",
-            tmp_path / "card.md",
-            tmp_path / "card.json",
+            CardFiles(tmp_path / "card.md", tmp_path / "card.json"),
         )
     assert not (tmp_path / "card.json").exists()

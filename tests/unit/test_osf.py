@@ -8,6 +8,7 @@ import requests
 
 from meshseg.data.osf import (
     DownloadError,
+    OSFFolder,
     cohort_of,
     cohort_of_subject,
     download,
@@ -62,7 +63,9 @@ def test_list_archives_unknown_folder_names_the_folders(fake_osf):
 
 
 def test_fetch_downloads_only_the_chosen_archives(fake_osf, tmp_path):
-    got = fetch_mindboggle(fake_osf.api_url, ["NKI-TRT-20"], ["MMRR-21-2"], tmp_path, **FAST)
+    got = fetch_mindboggle(
+        OSFFolder(fake_osf.api_url), ["NKI-TRT-20"], ["MMRR-21-2"], tmp_path, **FAST
+    )
     assert got == ["MMRR-21-2", "NKI-TRT-20-1", "NKI-TRT-20-5"]
     assert fake_osf.downloads("Extra-18_volumes.tar.gz") == 0
     assert fake_osf.downloads(MMRR) == fake_osf.downloads("NKI-TRT-20_volumes.tar.gz") == 1
@@ -76,15 +79,17 @@ def test_fetch_downloads_only_the_chosen_archives(fake_osf, tmp_path):
 
 
 def test_subject_not_named_after_its_archive_is_found(fake_osf, tmp_path):
-    assert fetch_mindboggle(fake_osf.api_url, [], ["HLN-12-1"], tmp_path, **FAST) == ["HLN-12-1"]
+    assert fetch_mindboggle(OSFFolder(fake_osf.api_url), [], ["HLN-12-1"], tmp_path, **FAST) == [
+        "HLN-12-1"
+    ]
     assert (tmp_path / "Extra-18_volumes" / "HLN-12-1" / "t1weighted.nii.gz").is_file()
     assert fake_osf.downloads() == 1  # Extra-18 comes first by name; the search stops there
 
 
 def test_rerun_makes_no_download_request(fake_osf, tmp_path):
-    fetch_mindboggle(fake_osf.api_url, ["MMRR-21"], [], tmp_path, **FAST)
+    fetch_mindboggle(OSFFolder(fake_osf.api_url), ["MMRR-21"], [], tmp_path, **FAST)
     before = fake_osf.downloads()
-    assert fetch_mindboggle(fake_osf.api_url, ["MMRR-21"], [], tmp_path, **FAST) == [
+    assert fetch_mindboggle(OSFFolder(fake_osf.api_url), ["MMRR-21"], [], tmp_path, **FAST) == [
         "MMRR-21-1",
         "MMRR-21-2",
     ]
@@ -94,20 +99,20 @@ def test_rerun_makes_no_download_request(fake_osf, tmp_path):
 def test_absent_subject_lists_the_available_ones(fake_osf, tmp_path):
     available = "available: MMRR-21-1, MMRR-21-2"
     with pytest.raises(ValueError, match=f"MMRR-21-9 not in the archive; {available}"):
-        fetch_mindboggle(fake_osf.api_url, [], ["MMRR-21-9"], tmp_path, **FAST)
+        fetch_mindboggle(OSFFolder(fake_osf.api_url), [], ["MMRR-21-9"], tmp_path, **FAST)
     with pytest.raises(ValueError, match="Nobody-3 is in no archive on OSF; available: Colin27-1"):
-        fetch_mindboggle(fake_osf.api_url, [], ["Nobody-3"], tmp_path, **FAST)
+        fetch_mindboggle(OSFFolder(fake_osf.api_url), [], ["Nobody-3"], tmp_path, **FAST)
 
 
 def test_unknown_cohort_lists_the_available_ones(fake_osf, tmp_path):
     with pytest.raises(ValueError, match="cohorts OASIS-TRT-20; available on OSF: Extra-18, MMRR"):
-        fetch_mindboggle(fake_osf.api_url, ["OASIS-TRT-20"], [], tmp_path, **FAST)
+        fetch_mindboggle(OSFFolder(fake_osf.api_url), ["OASIS-TRT-20"], [], tmp_path, **FAST)
     assert fake_osf.downloads() == 0
 
 
 def test_nothing_selected_is_an_error(fake_osf, tmp_path):
     with pytest.raises(ValueError, match="at least one cohort or subject"):
-        fetch_mindboggle(fake_osf.api_url, [], [], tmp_path)
+        fetch_mindboggle(OSFFolder(fake_osf.api_url), [], [], tmp_path)
 
 
 @pytest.mark.parametrize("hash_types", [("md5", "sha256"), ("md5",)])
@@ -197,7 +202,7 @@ def test_whole_file_is_kept_and_damaged_one_replaced(fake_osf, tmp_path):
 
 
 def test_manifest_records_each_archive(fake_osf, tmp_path):
-    fetch_mindboggle(fake_osf.api_url, ["MMRR-21"], ["NKI-TRT-20-1"], tmp_path, **FAST)
+    fetch_mindboggle(OSFFolder(fake_osf.api_url), ["MMRR-21"], ["NKI-TRT-20-1"], tmp_path, **FAST)
     with open(tmp_path / "manifest.tsv", newline="") as stream:
         rows = list(csv.DictReader(stream, delimiter="\t"))
     lines = (tmp_path / "manifest.tsv").read_text().splitlines()

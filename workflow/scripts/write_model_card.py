@@ -1,16 +1,13 @@
 from meshseg.logs import log_to
 from meshseg.nn import checkpoint
-from meshseg.report.modelcard import write_model_card
+from meshseg.report.modelcard import CardFiles, CardSources, write_model_card
 
 log_to(snakemake.log[0])
 write_model_card(
     checkpoint.load(snakemake.input.checkpoint),
     snakemake.wildcards.model,
-    [snakemake.input.dice],
-    snakemake.input.comparison,
-    snakemake.input.subjects,
+    CardSources([snakemake.input.dice], snakemake.input.comparison, snakemake.input.subjects),
     snakemake.params.dataset,
     snakemake.params.licence,
-    snakemake.output.md,
-    snakemake.output.json,
+    CardFiles(snakemake.output.md, snakemake.output.json),
 )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from meshseg.data.osf import fetch_mindboggle
+from meshseg.data.osf import OSFFolder, fetch_mindboggle
 from meshseg.data.splits import stratified_split
 from meshseg.data.subjects import read_subject_sheet
 from meshseg.image.io import write_table
@@ -144,19 +144,18 @@ def folder_sheet(
 
 
 def fetch_mindboggle_table(
-    api_url: str,
+    source: OSFFolder,
     cohorts: list[str],
     subjects: list[str],
     out_dir: str | os.PathLike,
     table_path: str | os.PathLike,
-    **download_options,
 ) -> pd.DataFrame:
     """Fetch the chosen Mindboggle-101 subjects and write their (subject, cohort) table.
 
     Subjects land in ``out_dir/<Cohort>_volumes/<Subject>/`` (see
     :func:`meshseg.data.osf.fetch_mindboggle`); the cohort is read back from that folder.
     """
-    chosen = fetch_mindboggle(api_url, cohorts, subjects, out_dir, **download_options)
+    chosen = fetch_mindboggle(source, cohorts, subjects, out_dir)
     rows = []
     for subject in chosen:
         folder = next(Path(out_dir).glob(f"*_volumes/{subject}"))

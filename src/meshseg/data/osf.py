@@ -61,6 +61,15 @@ class RemoteFile:
     url: str  # ``links.upload``: the WaterButler download URL
 
 
+@dataclass(frozen=True)
+class OSFFolder:
+    """A top-level osfstorage folder of an OSF project, and the API that serves it."""
+
+    api_url: str = OSF_API_URL
+    project: str = "9ahyp"
+    folder: str = "Mindboggle101_volumes"
+
+
 class _Session(OSFSession):
     """osfclient's session with a timeout and retries on every GET, without its limiter.
 
@@ -376,34 +385,29 @@ def _manifest(archives: _Archives, out_dir: Path) -> pd.DataFrame:
 
 
 def fetch_mindboggle(
-    api_url: str,
+    source: OSFFolder,
     cohorts: list[str],
     subjects: list[str],
     out_dir: str | os.PathLike,
-    *,
-    project: str = "9ahyp",
-    folder: str = "Mindboggle101_volumes",
-    timeout: float = 60,
-    retries: int = 5,
-    backoff: float = 1.0,
+    **download_options,
 ) -> list[str]:
-    """Download the archives needed for ``cohorts`` and ``subjects``; extract only those subjects.
+    """Download the archives of ``source`` needed for ``cohorts`` and ``subjects``; extract
+    only those subjects.
 
     Archives are kept in ``out_dir/archives/``, subjects go to
     ``out_dir/<Cohort>_volumes/<Subject>/``, and ``out_dir/manifest.tsv`` records the archives.
     A subject's archive is the cohort its id names (:func:`cohort_of_subject`); an id that names
-    no archive is looked for with :meth:`_Archives.find`. Returns the selected subject ids
-    (all of ``cohorts`` plus ``subjects``), sorted. Raises ValueError for an empty selection,
-    an unknown cohort or an absent subject (each listing what is available) and
+    no archive is looked for with :meth:`_Archives.find`. ``download_options`` (``timeout``,
+    ``retries``, ``backoff``) go to :func:`list_archives` and :func:`download`. Returns the
+    selected subject ids (all of ``cohorts`` plus ``subjects``), sorted. Raises ValueError for an
+    empty selection, an unknown cohort or an absent subject (each listing what is available) and
     :class:`DownloadError` when listing or downloading fails.
     """
     if not cohorts and not subjects:
         raise ValueError("select at least one cohort or subject to fetch from OSF")
     out_dir = Path(out_dir)
-    listing = list_archives(api_url, project, folder, timeout, retries=retries, backoff=backoff)
-    archives = _Archives(
-        listing, out_dir / "archives", timeout=timeout, retries=retries, backoff=backoff
-    )
+    listing = list_archives(source.api_url, source.project, source.folder, **download_options)
+    archives = _Archives(listing, out_dir / "archives", **download_options)
     unknown = sorted(set(cohorts) - set(archives.remotes))
     if unknown:
         raise ValueError(

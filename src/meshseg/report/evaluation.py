@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -84,27 +84,30 @@ def volume_table(pred_path: str | os.PathLike, labelset: LabelSet) -> pd.DataFra
     )
 
 
+@dataclass(frozen=True)
+class LabelMaps:
+    """One subject's predicted label maps, conformed (``prediction``) and on its own grid
+    (``native``), and its truth on each grid; the truths are None for a subject without labels."""
+
+    prediction: str | os.PathLike
+    native: str | os.PathLike
+    truth: str | os.PathLike | None = None
+    native_truth: str | os.PathLike | None = None
+
+
 def evaluate_subject(
-    pred_path: str | os.PathLike,
-    native_pred_path: str | os.PathLike,
-    truth_path: str | os.PathLike | None,
-    native_truth_path: str | os.PathLike | None,
-    labelset_name: str,
-    subject: str,
-    model: str,
-    out_path: str | os.PathLike,
+    maps: LabelMaps, labelset_name: str, subject: str, model: str, out_path: str | os.PathLike
 ) -> pd.DataFrame:
     """Write one subject's metrics table (tables.STRUCTURE_COLUMNS): Dice in the conformed
     space and on the subject's own grid (``native_dice``), and volumes; without truth
-    (``truth_path`` None), the predicted volumes only."""
+    (``maps.truth`` None), the predicted volumes only."""
     labelset = load_labelset(labelset_name)
-    if truth_path is None:
-        table = volume_table(pred_path, labelset)
+    if maps.truth is None:
+        table = volume_table(maps.prediction, labelset)
     else:
-        table = structure_table(pred_path, truth_path, labelset)
-        table.insert(
-            4, "native_dice", structure_table(native_pred_path, native_truth_path, labelset)["dice"]
-        )
+        table = structure_table(maps.prediction, maps.truth, labelset)
+        native = structure_table(maps.native, maps.native_truth, labelset)
+        table.insert(4, "native_dice", native["dice"])
     table.insert(0, "model", model)
     table.insert(0, "subject", subject)
     write_table(table, out_path)

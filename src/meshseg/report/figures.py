@@ -12,6 +12,7 @@ import contextlib
 import os
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 import matplotlib
 import nibabel as nib
@@ -240,28 +241,33 @@ def volume_agreement(volumes: TableLike, path: str | os.PathLike, caption: str) 
         ax.legend(fontsize=9)
 
 
+@dataclass(frozen=True)
+class OverlayImages:
+    """What :func:`overlay` draws: one subject's T1, its truth and each model's labels (by model
+    name), all on the T1's grid."""
+
+    subject: str
+    t1: str | os.PathLike
+    truth: str | os.PathLike
+    predictions: Mapping[str, str | os.PathLike]
+
+
 def overlay(
-    subject: str,
-    t1: str | os.PathLike,
-    truth: str | os.PathLike,
-    predictions: Mapping[str, str | os.PathLike],
-    labelset: str | LabelSet,
-    path: str | os.PathLike,
-    caption: str,
+    images: OverlayImages, labelset: str | LabelSet, path: str | os.PathLike, caption: str
 ) -> None:
     """Three orthogonal slices through the brain's centre: T1 with the truth (first row) and
     each model's labels (one row each) in the label set's colours."""
-    if not predictions:
+    if not images.predictions:
         raise ValueError("overlay: no predictions given")
     labelset = labelset if isinstance(labelset, LabelSet) else load_labelset(labelset)
-    image, zooms = _canonical(t1)
-    rows = {"truth": truth, **predictions}
+    image, zooms = _canonical(images.t1)
+    rows = {"truth": images.truth, **images.predictions}
     classes = {}
     for name, source in rows.items():
         labels, _ = _canonical(source, labels=True)
         if labels.shape != image.shape:
             raise ImageError(
-                source, f"shape {labels.shape} does not match the T1 {t1} {image.shape}"
+                source, f"shape {labels.shape} does not match the T1 {images.t1} {image.shape}"
             )
         classes[name] = labelset.to_classes(labels, source=str(source))
     brain = classes["truth"] > 0 if classes["truth"].any() else image > 0.05
@@ -271,7 +277,10 @@ def overlay(
     colours[0, 3] = 0.0  # background stays transparent
     views = [("sagittal", 0, ("y", "z")), ("coronal", 1, ("x", "z")), ("axial", 2, ("x", "y"))]
     with _figure(
-        path, f"{subject}: truth and predicted labels", caption, (11.0, 3.4 * len(rows) + 0.8)
+        path,
+        f"{images.subject}: truth and predicted labels",
+        caption,
+        (11.0, 3.4 * len(rows) + 0.8),
     ) as fig:
         axes = fig.subplots(len(rows), 3, squeeze=False)
         for r, (name, labels) in enumerate(classes.items()):

@@ -12,6 +12,7 @@ import math
 import os
 import platform
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import nibabel
 import numpy as np
@@ -27,14 +28,26 @@ from meshseg.nn.models import model_variant
 METRICS_COLUMNS = ["subject", "model", "class", "id", "name", "dice"]
 
 
+@dataclass(frozen=True)
+class CardSources:
+    """The tables a card is read from beside the checkpoint: held-out per-subject metrics,
+    ``results/comparison.tsv`` and the subject sheet."""
+
+    metrics: Sequence[str | os.PathLike]
+    comparison: str | os.PathLike
+    subjects: str | os.PathLike
+
+
+@dataclass(frozen=True)
+class CardFiles:
+    """Where :func:`write_model_card` writes the card: Markdown and JSON."""
+
+    md: str | os.PathLike
+    json: str | os.PathLike
+
+
 def model_card(
-    loaded: LoadedModel,
-    model: str,
-    metrics_paths: Sequence[str | os.PathLike],
-    comparison_path: str | os.PathLike,
-    subject_sheet_path: str | os.PathLike,
-    dataset: str,
-    data_licence: str,
+    loaded: LoadedModel, model: str, sources: CardSources, dataset: str, data_licence: str
 ) -> dict:
     """The card of ``model`` (its name in the metrics and comparison tables) as plain data.
 
@@ -42,7 +55,7 @@ def model_card(
     tables; the foreground and macro Dice come from the model's comparison row.
     """
     spec, labelset, state = loaded.spec, loaded.labelset, loaded.info
-    sheet = read_subject_sheet(subject_sheet_path)
+    sheet = read_subject_sheet(sources.subjects)
     splits = {s: sheet.index[sheet["split"] == s].tolist() for s in SPLITS}
     return {
         "model": {
@@ -70,7 +83,7 @@ def model_card(
             "config": state.get("train_config", {}),
             "device": state.get("device"),
         },
-        "evaluation": _evaluation(model, metrics_paths, comparison_path),
+        "evaluation": _evaluation(model, sources.metrics, sources.comparison),
         "software": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -84,21 +97,16 @@ def model_card(
 def write_model_card(
     loaded: LoadedModel,
     model: str,
-    metrics_paths: Sequence[str | os.PathLike],
-    comparison_path: str | os.PathLike,
-    subject_sheet_path: str | os.PathLike,
+    sources: CardSources,
     dataset: str,
     data_licence: str,
-    md_path: str | os.PathLike,
-    json_path: str | os.PathLike,
+    files: CardFiles,
 ) -> dict:
     """Write :func:`model_card` as JSON and Markdown (atomically); return it as written."""
-    card = model_card(
-        loaded, model, metrics_paths, comparison_path, subject_sheet_path, dataset, data_licence
-    )
+    card = model_card(loaded, model, sources, dataset, data_licence)
     text = json.dumps(card, indent=2, allow_nan=False) + "\n"
-    write_text(text, json_path)
-    write_text(markdown(card), md_path)
+    write_text(text, files.json)
+    write_text(markdown(card), files.md)
     return json.loads(text)
 
 
