@@ -30,7 +30,7 @@ from meshseg.metrics import dice_per_class
 from meshseg.nn import checkpoint
 from meshseg.nn.inference import InferenceConfig
 from meshseg.nn.runtime import Compute
-from meshseg.segment import segment_t1
+from meshseg.pipeline import segment_t1
 
 
 def foreground_dice(prediction_path: Path, truth_path: Path) -> np.ndarray:

@@ -28,7 +28,7 @@ rule segment_subject:
         inference=get_inference_config,
         labelset=DATASET["labelset"],
     script:
-        "../workflow/scripts/segment.py"
+        "../workflow/scripts/segment_subject.py"
 
 
 rule native_labels:

@@ -12,7 +12,7 @@ reads every module's imports and checks this):
 3. ``nn/``: models, training crops, training, subvolumes, vote, inference, fusion, runtime,
    checkpoint, export;
 4. ``report/``: evaluation, tables, figures, claims, model cards, experiments;
-5. ``segment``: a new T1 end to end, through every stage;
+5. ``pipeline``: a new T1 end to end, through every stage (``meshseg segment``);
 6. ``cli``: the ``meshseg`` command.
 
 Subpackages re-export nothing: import from the module (``from meshseg.nn.vote import RULES``).

@@ -16,8 +16,8 @@ from meshseg.nn.export import export_onnx
 from meshseg.nn.inference import MODES, InferenceConfig
 from meshseg.nn.runtime import DEVICES, PRECISIONS, Compute
 from meshseg.nn.vote import RULES
+from meshseg.pipeline import check_t1, segment_t1, subject_name
 from meshseg.report.evaluation import structure_table
-from meshseg.segment import check_t1, segment_t1, subject_name
 
 
 def _conform(args: argparse.Namespace) -> None:

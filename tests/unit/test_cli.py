@@ -9,7 +9,7 @@ from meshseg.cli import main
 from meshseg.data.demo import make_demo_subject
 from meshseg.image.io import save_image
 from meshseg.nn.export import onnx_labels
-from meshseg.segment import OUTPUTS
+from meshseg.pipeline import OUTPUTS
 from tests.conftest import tiny_checkpoint
 from tests.unit.test_native import assert_same_grid
 

@@ -129,16 +129,16 @@ def test_training_curves(tmp_path):
 
 
 def test_dice_vs_subvolumes(tmp_path):
-    figures.dice_vs_subvolumes([experiment_table()], tmp_path / "n.png", "caption")
+    figures.dice_vs_subvolumes_plot([experiment_table()], tmp_path / "n.png", "caption")
     assert_png(tmp_path / "n.png")
 
 
 def test_dice_vs_subvolumes_rejects_unknown_inference(tmp_path):
     table = experiment_table().replace({"inference": {"whole": "sliding"}})
     with pytest.raises(ValueError, match=r"'vote' or 'whole', got \['sliding'\]"):
-        figures.dice_vs_subvolumes([table], tmp_path / "n.png", "caption")
+        figures.dice_vs_subvolumes_plot([table], tmp_path / "n.png", "caption")
     with pytest.raises(ValueError, match="no experiment tables"):
-        figures.dice_vs_subvolumes([], tmp_path / "n.png", "caption")
+        figures.dice_vs_subvolumes_plot([], tmp_path / "n.png", "caption")
 
 
 def test_overlay(tmp_path, prepared_pair):

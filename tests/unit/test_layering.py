@@ -24,10 +24,10 @@ LAYERS = {
     "meshseg.data": 2,
     "meshseg.nn": 3,
     "meshseg.report": 4,
-    "meshseg.segment": 5,
+    "meshseg.pipeline": 5,
     "meshseg.cli": 6,
 }
-LAYER_NAMES = ["base", "image", "data", "nn", "report", "segment", "cli"]
+LAYER_NAMES = ["base", "image", "data", "nn", "report", "pipeline", "cli"]
 
 
 def module_name(path: Path) -> str:

@@ -138,7 +138,9 @@ def training_curves(curves: Mapping[str, TableLike], path: str | os.PathLike, ca
             ax.legend(title="model")
 
 
-def dice_vs_subvolumes(tables: Sequence[TableLike], path: str | os.PathLike, caption: str) -> None:
+def dice_vs_subvolumes_plot(
+    tables: Sequence[TableLike], path: str | os.PathLike, caption: str
+) -> None:
     """Mean (+- sd over subjects) foreground and macro Dice against the number of subvolumes.
 
     Rows with ``inference == "whole"`` (whole-volume inference, ``n_subvolumes`` 0) are drawn
