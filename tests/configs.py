@@ -8,6 +8,7 @@ paths are read from the run's directory.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import yaml
@@ -25,3 +26,20 @@ def config_args(path: Path, overrides: dict | None = None, baby: bool = True) ->
     update_config(last, overrides or {})
     path.write_text(yaml.safe_dump(last))
     return ["--configfile", str(SHIPPED), *([str(BABY)] if baby else []), str(path)]
+
+
+def snakemake_command(workdir: Path, config: list[str], *args: str) -> list[str]:
+    """``python -m snakemake`` on this workflow in ``workdir``: ``config`` (the ``--configfile``
+    arguments of :func:`config_args`), then ``args`` (targets and flags)."""
+    snakefile = str(ROOT / "Snakefile")
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        snakefile,
+        "--directory",
+        str(workdir),
+        *config,
+        *args,
+    ]

@@ -12,12 +12,11 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.configs import config_args
+from tests.configs import config_args, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SLURM_CONF = os.environ.get("SLURM_CONF") or str(
@@ -63,26 +62,15 @@ def cluster():
 
 def run_on_slurm(workdir: Path) -> str:
     """snakemake all on the baby config through the SLURM profiles; its output (checked)."""
-    command = [
-        "timeout",
-        "-k",
-        "30",
-        str(RUN_LIMIT_S),
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *config_args(workdir / "overrides.yaml"),
+    profiles = [
         "--profile",
         str(ROOT / "profiles/slurm"),
         "--profile",
         str(ROOT / "tests/slurm/profile"),
-        "--",
-        "all",
     ]
+    config = config_args(workdir / "overrides.yaml")
+    command = ["timeout", "-k", "30", str(RUN_LIMIT_S)]
+    command += snakemake_command(workdir, config, *profiles, "--", "all")
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=ENV)
     output = result.stdout + result.stderr
     if result.returncode != 0:

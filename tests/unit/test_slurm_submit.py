@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.configs import config_args
+from tests.configs import config_args, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,22 +66,11 @@ def sbatch_calls(tmp_path: Path, target: str, inputs: list[str], gpu: bool) -> l
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "SBATCH_RECORD": str(record),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *config_args(tmp_path / "config.yaml", {"compute": {"gpu": gpu}}, baby=False),
-        "--profile",
-        str(users_profile(tmp_path)),
-        "--slurm-init-seconds-before-status-checks",
-        "1",  # end soon after the failed submission
-        "--",
-        target,
-    ]
+    config = config_args(tmp_path / "config.yaml", {"compute": {"gpu": gpu}}, baby=False)
+    profile = ["--profile", str(users_profile(tmp_path))]
+    # end soon after the failed submission
+    wait = ["--slurm-init-seconds-before-status-checks", "1"]
+    command = snakemake_command(workdir, config, *profile, *wait, "--", target)
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and record.is_file(), output[

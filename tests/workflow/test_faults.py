@@ -7,12 +7,11 @@ tests/unit/test_faults.py.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.configs import config_args
+from tests.configs import config_args, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -28,19 +27,13 @@ def dry_run(tmp_path: Path, **changes) -> tuple[int, str]:
         for parent in parents:
             block = block.setdefault(parent, {})
         block[key] = value
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
+    command = snakemake_command(
         str(tmp_path / "run"),
-        *config_args(tmp_path / "config.yaml", overrides),
+        config_args(tmp_path / "config.yaml", overrides),
         "--cores",
         "1",
         "-n",
-    ]
+    )
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     return result.returncode, result.stdout + result.stderr
 

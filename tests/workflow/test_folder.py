@@ -8,7 +8,6 @@ Dice values are not the point here; the files, headers and tables are).
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -21,7 +20,7 @@ from meshseg.data.demo import make_demo_subject
 from meshseg.labels import load_labelset
 from meshseg.nn.checkpoint import save_checkpoint
 from meshseg.nn.models import build_model, model_config
-from tests.configs import config_args
+from tests.configs import config_args, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -37,19 +36,9 @@ def snakemake(workdir: Path, *args: str) -> str:
             "labelset": "demo_gwm",
         },
     }
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *config_args(workdir / "config.yaml", overrides),
-        "--cores",
-        "2",
-        *args,
-    ]
+    command = snakemake_command(
+        str(workdir), config_args(workdir / "config.yaml", overrides), "--cores", "2", *args
+    )
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     return result.stdout + result.stderr

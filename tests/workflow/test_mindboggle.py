@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -18,7 +17,7 @@ import pandas as pd
 import pytest
 
 from meshseg.data.demo import make_demo_subject
-from tests.configs import config_args
+from tests.configs import config_args, snakemake_command
 from tests.osf_server import archive_of, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,19 +70,7 @@ def write_config(osf, tmp_path: Path, **mindboggle) -> list[str]:
 def snakemake(config: list[str], workdir: Path, *args: str) -> str:
     """Run the workflow in ``workdir`` with ``config`` on 2 cores (``args``: targets and flags),
     check that it succeeded, and return its output."""
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *config,
-        "--cores",
-        "2",
-        *args,
-    ]
+    command = snakemake_command(str(workdir), config, "--cores", "2", *args)
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]

@@ -10,13 +10,12 @@ room for the second and catches a broken loss, optimizer, crop sampler, vote or 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.configs import config_args
+from tests.configs import config_args, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[2]
 DICE_FLOOR = 0.6
@@ -26,19 +25,9 @@ pytestmark = pytest.mark.workflow
 def test_trained_meshnet_segments_a_held_out_subject_above_the_dice_floor(tmp_path):
     overrides = {"train": {"steps": 60, "validate_every": 60, "checkpoint_every": 60}}
     metrics = "results/metrics/meshnet/MNI152-demo-3.tsv"
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        *config_args(tmp_path / "overrides.yaml", overrides),
-        "--cores",
-        "2",
-        metrics,
-    ]
+    command = snakemake_command(
+        str(tmp_path), config_args(tmp_path / "overrides.yaml", overrides), "--cores", "2", metrics
+    )
     run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     table = pd.read_csv(tmp_path / metrics, sep="\t")

@@ -15,7 +15,7 @@ import pytest
 
 from meshseg.nn.models import build_model, count_parameters, model_config
 from meshseg.report.tables import COMPARISON_COLUMNS
-from tests.configs import config_args
+from tests.configs import config_args, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -23,19 +23,9 @@ pytestmark = pytest.mark.workflow
 
 def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Run snakemake on the baby config in ``workdir``."""
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        *config_args(workdir / "overrides.yaml"),
-        "--cores",
-        "2",
-        *args,
-    ]
+    command = snakemake_command(
+        str(workdir), config_args(workdir / "overrides.yaml"), "--cores", "2", *args
+    )
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
 
 
