@@ -35,22 +35,24 @@ def prepared_pair(tmp_path):
 def tiny_checkpoint(
     path,
     arch: str = "meshnet",
-    labelset: str = "demo_gwm",
+    labelset="demo_gwm",
     seed: int = 0,
     overrides: dict | None = None,
+    patch: int = 38,
     **model_args,
 ):
     """Write an untrained checkpoint (small MeshNet, or U-Net with ``width=...``) to ``path``.
 
-    ``overrides`` replaces fields of the model config, e.g. ``{"channels": 2}`` for speed.
+    ``labelset`` is a name or a LabelSet; ``overrides`` replaces fields of the model config,
+    e.g. ``{"channels": 2}`` for speed; ``patch`` is the training crop it records.
     """
     import torch
 
-    from meshseg.labels import load_labelset
+    from meshseg.labels import LabelSet, load_labelset
     from meshseg.nn.checkpoint import save_checkpoint
     from meshseg.nn.models import build_model, model_config
 
-    labels = load_labelset(labelset)
+    labels = labelset if isinstance(labelset, LabelSet) else load_labelset(labelset)
     spec = {**model_config(arch, labels.n_classes, **model_args), **(overrides or {})}
     torch.manual_seed(seed)
     save_checkpoint(
@@ -59,9 +61,28 @@ def tiny_checkpoint(
             "model_config": spec,
             "labelset": labels.to_dict(),
             "step": 0,
-            "train_config": {"patch": 38},
+            "train_config": {"patch": patch},
             "train": ["train-1", "train-2"],
         },
         path,
     )
     return path
+
+
+def train_config(**overrides):
+    """A TrainConfig for tests: 6 fp32 CPU steps of 2 crops of 16^3, checkpoints every 3."""
+    from meshseg.nn.training import TrainConfig
+
+    base = dict(
+        steps=6,
+        batch_size=2,
+        patch=16,
+        sd=12,
+        validate_every=3,
+        val_crops=2,
+        checkpoint_every=3,
+        precision="fp32",
+        device="cpu",
+        threads=1,
+    )
+    return TrainConfig(**{**base, **overrides})

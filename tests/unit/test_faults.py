@@ -141,9 +141,9 @@ from meshseg.nn.crops import TrainingData, Volume, load_volumes
 from meshseg.nn.inference import InferenceConfig, LabelFiles, segment_file
 from meshseg.nn.models import build_model, model_config
 from meshseg.nn.runtime import Compute
-from meshseg.nn.training import TrainConfig, train
+from meshseg.nn.training import train
 from meshseg.report.evaluation import structure_table
-from tests.conftest import sphere_volume
+from tests.conftest import sphere_volume, tiny_checkpoint, train_config
 
 pytest_plugins = ["tests.osf_server"]  # the fake_osf fixture
 
@@ -360,21 +360,6 @@ def test_missing_subject_file_fails_naming_the_file(tmp_path, missing):
 # ----- checkpoints -----
 
 
-def tiny_checkpoint(path: Path, spec: dict = MESHNET, labelset=LABELSET, seed: int = 0) -> Path:
-    torch.manual_seed(seed)
-    save_checkpoint(
-        {
-            "model": build_model(spec).state_dict(),
-            "model_config": spec,
-            "labelset": labelset.to_dict(),
-            "step": 0,
-            "train_config": {"patch": 16},
-        },
-        path,
-    )
-    return path
-
-
 def segment(checkpoint: Path, image: Path, out: Path) -> dict:
     """The real segment_file on a prepared 48^3 volume, 30 16^3 subvolumes, fp32 on CPU."""
     config = InferenceConfig(
@@ -392,7 +377,7 @@ def segment(checkpoint: Path, image: Path, out: Path) -> dict:
 def test_corrupt_checkpoint_fails_segmentation_naming_the_file_and_writes_nothing(
     tmp_path, prepared_pair
 ):
-    checkpoint = tiny_checkpoint(tmp_path / "checkpoint.pt")
+    checkpoint = tiny_checkpoint(tmp_path / "checkpoint.pt", patch=16)
     checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
     out = tmp_path / "pred"
     fails_cleanly(
@@ -424,7 +409,7 @@ def test_checkpoint_of_another_architecture_fails_naming_the_file(tmp_path):
 
 
 def test_checkpoint_of_another_label_set_fails_naming_the_file(tmp_path):
-    gwm = tiny_checkpoint(tmp_path / "gwm.pt")
+    gwm = tiny_checkpoint(tmp_path / "gwm.pt", patch=16)
     dkt62 = load_labelset("dkt62")
     with pytest.raises(
         ValueError,
@@ -442,22 +427,6 @@ def test_checkpoint_of_another_label_set_fails_naming_the_file(tmp_path):
         rf"set 'dkt62' has {dkt62.n_classes}$",
     ):
         load(odd)
-
-
-def train_config(**overrides) -> TrainConfig:
-    base = dict(
-        steps=6,
-        batch_size=2,
-        patch=16,
-        sd=12,
-        validate_every=3,
-        val_crops=2,
-        checkpoint_every=3,
-        precision="fp32",
-        device="cpu",
-        threads=1,
-    )
-    return TrainConfig(**{**base, **overrides})
 
 
 def volumes(n: int = 2) -> list[Volume]:
@@ -786,7 +755,7 @@ def test_kill_9_during_inference_leaves_no_output_and_the_rerun_completes(
     tmp_path, prepared_pair, stage
 ):
     image = prepared_pair[0]
-    checkpoint = tiny_checkpoint(tmp_path / "checkpoint.pt")
+    checkpoint = tiny_checkpoint(tmp_path / "checkpoint.pt", patch=16)
     out, marker = tmp_path / "pred", tmp_path / "killed-here"
     patch = (
         CHILD_HALF_WRITE

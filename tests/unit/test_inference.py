@@ -12,6 +12,7 @@ from meshseg.nn.models import build_model, model_config
 from meshseg.nn.runtime import Compute
 from meshseg.nn.subvolumes import inference_locations
 from meshseg.nn.vote import RULES
+from tests.conftest import tiny_checkpoint
 
 CPU = Compute(torch.device("cpu"), None)
 
@@ -76,18 +77,7 @@ def test_segment_file_writes_ids_lut_and_timing(tmp_path, prepared_pair):
             LabelClass(2, 2, "Left-Cerebral-White-Matter", (245, 245, 245), (2,)),
         ),
     )
-    spec = model_config("meshnet", 3)
-    torch.manual_seed(0)
-    save_checkpoint(
-        {
-            "model": build_model(spec).state_dict(),
-            "model_config": spec,
-            "labelset": labelset.to_dict(),
-            "step": 0,
-            "train_config": {"patch": 16},
-        },
-        tmp_path / "c.pt",
-    )
+    tiny_checkpoint(tmp_path / "c.pt", labelset=labelset, patch=16)
     out = tmp_path / "pred" / "labels.nii.gz"
     config = InferenceConfig(n_subvolumes=30, batch_size=8, precision="fp32", device="cpu")
     files = LabelFiles(out, tmp_path / "pred" / "lut.txt", tmp_path / "pred" / "inference.json")

@@ -8,8 +8,8 @@ from meshseg.labels import load_labelset
 from meshseg.nn.checkpoint import load, load_checkpoint
 from meshseg.nn.crops import TrainingData, Volume, load_volumes
 from meshseg.nn.models import model_config
-from meshseg.nn.training import TrainConfig, train, train_files
-from tests.conftest import sphere_volume
+from meshseg.nn.training import train, train_files
+from tests.conftest import sphere_volume, train_config
 
 LABELSET = load_labelset("demo_gwm")
 SPEC = model_config("meshnet", 3)
@@ -23,25 +23,9 @@ def data(train=2, validation=1):
     return TrainingData(LABELSET, volumes(train), volumes(validation))
 
 
-def config(**overrides):
-    base = dict(
-        steps=6,
-        batch_size=2,
-        patch=16,
-        sd=12,
-        validate_every=3,
-        val_crops=2,
-        checkpoint_every=3,
-        precision="fp32",
-        device="cpu",
-        threads=1,
-    )
-    return TrainConfig(**{**base, **overrides})
-
-
 def test_checkpoint_describes_itself_and_curve_is_written(tmp_path):
     ckpt, curve = tmp_path / "m" / "checkpoint.pt", tmp_path / "m" / "curve.tsv"
-    train(config(), SPEC, data(), ckpt, curve)
+    train(train_config(), SPEC, data(), ckpt, curve)
     state = load_checkpoint(ckpt)
     assert state["step"] == 6 and state["model_config"] == SPEC
     assert state["labelset"] == LABELSET.to_dict() and "optimizer" in state
@@ -54,7 +38,7 @@ def test_checkpoint_describes_itself_and_curve_is_written(tmp_path):
 
 
 def test_training_lowers_the_loss(tmp_path):
-    cfg = config(steps=40, batch_size=4, validate_every=20, max_lr=0.01, checkpoint_every=100)
+    cfg = train_config(steps=40, batch_size=4, validate_every=20, max_lr=0.01, checkpoint_every=100)
     train(cfg, SPEC, data(), tmp_path / "c.pt", tmp_path / "c.tsv")
     losses = pd.read_csv(tmp_path / "c.tsv", sep="\t")["loss"]
     assert losses.iloc[-1] < 0.7 * losses.iloc[0]
@@ -66,7 +50,7 @@ def test_training_lowers_the_loss(tmp_path):
 def test_killed_run_resumes_to_the_same_result(
     tmp_path, monkeypatch, checkpoint_every, resumed_from
 ):
-    cfg = config(checkpoint_every=checkpoint_every)
+    cfg = train_config(checkpoint_every=checkpoint_every)
     reference = tmp_path / "ref.pt"
     train(cfg, SPEC, data(), reference, tmp_path / "ref.tsv")
 
@@ -100,7 +84,7 @@ def test_deterministic_kernels_follow_the_config_and_leave_cpu_results_alone(tmp
     for deterministic in (True, False):  # False last: later tests get PyTorch's default back
         ckpt = tmp_path / f"{deterministic}.pt"
         train(
-            config(steps=2, deterministic=deterministic),
+            train_config(steps=2, deterministic=deterministic),
             SPEC,
             data(validation=0),
             ckpt,
@@ -115,10 +99,16 @@ def test_deterministic_kernels_follow_the_config_and_leave_cpu_results_alone(tmp
 
 def test_resume_state_of_another_configuration_is_ignored(tmp_path):
     ckpt = tmp_path / "c.pt"
-    train(config(steps=4, checkpoint_every=2), SPEC, data(validation=0), ckpt, tmp_path / "c.tsv")
+    train(
+        train_config(steps=4, checkpoint_every=2),
+        SPEC,
+        data(validation=0),
+        ckpt,
+        tmp_path / "c.tsv",
+    )
     (tmp_path / "c.pt.resume.pt").write_bytes(ckpt.read_bytes())  # a stale state
     train(
-        config(steps=4, checkpoint_every=2, seed=1),
+        train_config(steps=4, checkpoint_every=2, seed=1),
         SPEC,
         data(validation=0),
         ckpt,
@@ -131,14 +121,18 @@ def test_train_files_reads_prepared_volumes(tmp_path, prepared_pair):
     image, labels, *_ = prepared_pair
     both = TrainingData.load("demo_gwm", [image], [labels], [image], [labels])
     train_files(
-        config(steps=2), {"arch": "unet", "width": 2}, both, tmp_path / "u.pt", tmp_path / "u.tsv"
+        train_config(steps=2),
+        {"arch": "unet", "width": 2},
+        both,
+        tmp_path / "u.pt",
+        tmp_path / "u.tsv",
     )
     assert load_checkpoint(tmp_path / "u.pt")["model_config"]["arch"] == "unet"
 
 
 def test_no_training_subjects_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no training subjects"):
-        train(config(), SPEC, data(0, 0), tmp_path / "c.pt", tmp_path / "c.tsv")
+        train(train_config(), SPEC, data(0, 0), tmp_path / "c.pt", tmp_path / "c.tsv")
 
 
 def test_labels_outside_the_set_name_the_file(tmp_path, prepared_pair):
@@ -164,4 +158,4 @@ def test_labels_outside_the_set_name_the_file(tmp_path, prepared_pair):
 )
 def test_train_config_validates_itself(field, value, message):
     with pytest.raises(ValueError, match=message):
-        config(**{field: value})
+        train_config(**{field: value})
