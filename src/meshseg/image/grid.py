@@ -61,9 +61,9 @@ def nearest_index(coords: np.ndarray, half_up: bool | np.ndarray = True) -> np.n
     (:func:`meshseg.image.native.resample_nearest`): on an odd axis of an axis-aligned 1 mm grid,
     every conformed voxel centre lies half-way between two input voxel centres.
     """
-    up = np.broadcast_to(np.reshape(half_up, (-1,) + (1,) * (coords.ndim - 1)), coords.shape)
-    index = np.where(up, np.floor(coords + (0.5 + TIE)), np.ceil(coords - (0.5 + TIE)))
-    return index.astype(np.intp)
+    # Halves down are halves up of the mirrored coordinate: ceil(x - h) = -floor(-x + h).
+    sign = np.where(np.reshape(half_up, (-1,) + (1,) * (coords.ndim - 1)), 1.0, -1.0)
+    return (sign * np.floor(sign * coords + (0.5 + TIE))).astype(np.intp)
 
 
 def sample_nearest(
