@@ -2,7 +2,7 @@ rule evaluate_subject:
     """Dice per class (conformed and native space) and structure volumes (mm^3) of one
     prediction; a subject without labels (folder dataset) gets volumes only.
 
-    Group "segment": on a cluster it runs in the SLURM job that segmented the subject.
+    Group "per_subject": on a cluster it runs in the SLURM job that segmented the subject.
     """
     input:
         unpack(get_truth),
@@ -13,7 +13,7 @@ rule evaluate_subject:
     log:
         log_path("metrics"),
     group:
-        "segment"
+        "per_subject"
     conda:
         "../envs/meshseg.yaml"
     resources:

@@ -13,7 +13,7 @@ rule dice_vs_subvolumes:
     log:
         log_path("experiment_run"),
     group:
-        "segment"
+        "per_subject"
     conda:
         "../envs/meshseg.yaml"
     threads: config["compute"]["infer_threads"]  # Snakemake caps it at --cores

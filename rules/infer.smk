@@ -1,9 +1,9 @@
 rule segment_subject:
     """Grid + Gaussian subvolumes, batched prediction, per-voxel majority vote.
 
-    Group "segment": on a cluster (ignored locally), segmenting one subject with one model and
+    Group "per_subject": on a cluster (ignored locally), segmenting one subject with one model and
     evaluating it (evaluate_subject) are one SLURM job, and the profile's
-    `group-components: segment=N` packs N of those pairs into one job. gpu=1 when config
+    `group-components: per_subject=N` packs N of those pairs into one job. gpu=1 when config
     compute.gpu is true (get_gpus); the group asks for the most any of its steps asks.
     """
     input:
@@ -16,7 +16,7 @@ rule segment_subject:
     log:
         log_path("predicted"),
     group:
-        "segment"
+        "per_subject"
     conda:
         "../envs/meshseg.yaml"
     threads: config["compute"]["infer_threads"]  # Snakemake caps it at --cores
@@ -34,7 +34,7 @@ rule segment_subject:
 rule native_labels:
     """Predicted labels back on the subject's own T1 grid (nearest neighbour, its exact header).
 
-    Group "segment": on a cluster it runs in the SLURM job that segmented the subject.
+    Group "per_subject": on a cluster it runs in the SLURM job that segmented the subject.
     """
     input:
         labels=path("predicted"),
@@ -44,7 +44,7 @@ rule native_labels:
     log:
         log_path("predicted_native"),
     group:
-        "segment"
+        "per_subject"
     conda:
         "../envs/meshseg.yaml"
     resources:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from meshseg.image.io import save_image
+from meshseg.image.io import ImageError, save_image
 
 
 def sphere_volume(size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -86,3 +88,25 @@ def train_config(**overrides):
         threads=1,
     )
     return TrainConfig(**{**base, **overrides})
+
+
+def everything_in(folder: Path) -> list[str]:
+    """Every file and folder under ``folder`` (hidden ones too), relative, sorted."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
+
+
+def small_t1(path: Path, shape=(12, 12, 12), dtype=np.float32) -> Path:
+    data = np.random.default_rng(0).uniform(0, 100, shape).astype(dtype)
+    save_image(data, np.eye(4), path)
+    return path
+
+
+def fails_cleanly(call, path: Path, problem: str, out_dir: Path, error=ImageError) -> str:
+    """``call()`` raises ``error`` naming ``path``, then ``problem``; ``out_dir`` stays empty."""
+    with pytest.raises(error) as info:
+        call()
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and problem in message, message
+    assert "\n" not in message
+    assert everything_in(out_dir) == []
+    return message

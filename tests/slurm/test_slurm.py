@@ -131,20 +131,20 @@ def test_workflow_runs_through_slurm(first_run):
         "summarise_results",
         "measure_reference_speed",
     }, submitted
-    # 4 subjects x 5 preprocessing jobs, 2 models, 2 models x 2 test subjects x 4 segment-group
+    # 4 subjects x 5 preprocessing jobs, 2 models, 2 models x 2 test subjects x 4 per_subject-group
     # jobs, the tables and the speed measurement (figures and cards are local rules)
     assert sum(len(members) for members in submitted.values()) == 4 * 5 + 2 + 2 * 2 * 4 + 1 + 1
     # group-components of the users' profile: the 20 preprocessing jobs in one SLURM job; the
-    # 8 segment-group components (segment + native + evaluate, and the experiment, per subject
+    # 8 per_subject-group components (segment + native + evaluate, and the experiment, per subject
     # and model) 5 to a SLURM job as they become ready (each model's after its training)
     kinds = [{rule for rule, _ in members} for members in submitted.values()]
     assert sum("make_demo_subject" in k for k in kinds) == 1, submitted
-    segment_jobs = [k for k in kinds if k & {"segment_subject", "dice_vs_subvolumes"}]
+    per_subject_jobs = [k for k in kinds if k & {"segment_subject", "dice_vs_subvolumes"}]
     assert all(
         k <= {"segment_subject", "native_labels", "evaluate_subject", "dice_vs_subvolumes"}
-        for k in segment_jobs
+        for k in per_subject_jobs
     ), submitted
-    assert 2 <= len(segment_jobs) <= 4, submitted
+    assert 2 <= len(per_subject_jobs) <= 4, submitted
     log = slurmctld_log()
     for job_id in submitted:  # the controller submitted, ran and finished every one of them
         assert re.search(rf"_slurm_rpc_submit_batch_job: JobId={job_id}\b", log), job_id
@@ -173,7 +173,7 @@ def test_touching_one_subject_resubmits_only_its_jobs(first_run):
     per_subject = [w for rule, w in members if rule != "summarise_results"]
     assert per_subject and all("subject=MNI152-demo-4" in w for w in per_subject), submitted
     assert len([1 for rule, _ in members if rule == "segment_subject"]) == 2  # one per model
-    assert len(submitted) == 3, submitted  # preprocessing, segment (both models), tables
+    assert len(submitted) == 3, submitted  # preprocessing, per_subject (both models), tables
     for (
         job_id,
         jobs,

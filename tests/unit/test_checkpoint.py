@@ -13,6 +13,7 @@ from meshseg.nn.checkpoint import (
     weight_bytes,
 )
 from meshseg.nn.models import build_model, model_config
+from tests.conftest import tiny_checkpoint
 
 
 def test_round_trip(tmp_path):
@@ -109,3 +110,44 @@ def test_random_states_resume_the_training_gpus_generator(tmp_path, monkeypatch)
     restore_rng_state(state, rng, cpu)  # a GPU run resumed on the CPU: the CUDA state is unused
     restore_rng_state(rng_state(rng, cpu), rng, cuda)  # a CPU run resumed on a GPU
     assert "cuda" not in rng_state(rng, cpu) and len(restored) == 1
+
+
+def test_checkpoint_of_another_architecture_fails_naming_the_file(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(
+        {
+            "model": build_model(model_config("unet", 3, width=2)).state_dict(),
+            "model_config": model_config("meshnet", 3),
+            "labelset": load_labelset("demo_gwm").to_dict(),
+            "step": 0,
+        },
+        path,
+    )
+    with pytest.raises(
+        ValueError,
+        match=rf"^{path}: weights do not fit the architecture "
+        r"\{'arch': 'meshnet'",
+    ):
+        load(path)
+
+
+def test_checkpoint_of_another_label_set_fails_naming_the_file(tmp_path):
+    gwm = tiny_checkpoint(tmp_path / "gwm.pt", patch=16)
+    dkt62 = load_labelset("dkt62")
+    with pytest.raises(
+        ValueError,
+        match=rf"^{gwm}: trained for label set 'demo_gwm' \(3 classes\), "
+        rf"not 'dkt62' \({dkt62.n_classes} classes\)$",
+    ):
+        load(gwm, dkt62)
+    gwm_set = load_labelset("demo_gwm")
+    assert load(gwm, gwm_set).labelset == gwm_set  # the right set passes
+    # weights for 3 classes stored beside a label set of another size
+    odd = tmp_path / "odd.pt"
+    save_checkpoint({**load_checkpoint(gwm), "labelset": dkt62.to_dict()}, odd)
+    with pytest.raises(
+        ValueError,
+        match=rf"^{odd}: the network predicts 3 classes but its label "
+        rf"set 'dkt62' has {dkt62.n_classes}$",
+    ):
+        load(odd)

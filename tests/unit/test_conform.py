@@ -1,6 +1,7 @@
 """meshseg.image.conform against the mri_convert -c rules (docs/references.md: Conform), on
 synthetic images."""
 
+import gzip
 import json
 import os
 import sys
@@ -19,6 +20,8 @@ from meshseg.image.conform import (
     uchar_scale,
 )
 from meshseg.image.io import ImageError, save_image
+from tests.conftest import everything_in, fails_cleanly, small_t1
+from tests.kill import CHILD_HALF_WRITE, CHILD_PAUSE, start_and_kill
 
 LIA = np.array([[-1.0, 0, 0], [0, 0, 1], [0, -1, 0]])
 
@@ -280,3 +283,109 @@ def test_auto_backend_runs_mri_convert_when_found(tmp_path, fake_mri_convert, la
         assert "--out_data_type int" in options and "--no_scale 1" in options
     else:
         assert "--resample_type" not in options
+
+
+# ----- bad inputs, through the first job that reads them -----
+
+
+def test_truncated_nii_gz_fails_naming_the_file_and_leaves_no_output(tmp_path):
+    path = small_t1(tmp_path / "t1weighted.nii.gz", shape=(20, 20, 20))
+    path.write_bytes(path.read_bytes()[:1500])
+    out = tmp_path / "out"
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+        path,
+        "not a readable NIfTI/MGZ image",
+        out,
+    )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [gzip.compress(b"subject,age\nsub-1,30\n"), b"subject,age\nsub-1,30\n" * 30, b""],
+    ids=["gzipped-text", "plain-text", "empty"],
+)
+def test_file_that_is_not_a_nifti_fails_naming_the_file(tmp_path, content):
+    path = tmp_path / "t1weighted.nii.gz"
+    path.write_bytes(content)
+    out = tmp_path / "out"
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+        path,
+        "not a readable NIfTI/MGZ image",
+        out,
+    )
+
+
+def test_4d_image_fails_naming_the_file_and_its_shape(tmp_path):
+    path = tmp_path / "bold.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((6, 6, 6, 3), np.float32), np.eye(4)), path)
+    out = tmp_path / "out"
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+        path,
+        "expected a 3-D image, got shape (6, 6, 6, 3)",
+        out,
+    )
+
+
+def test_2d_image_fails_naming_the_file_and_its_shape(tmp_path):
+    path = tmp_path / "slice.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((6, 7), np.float32), np.eye(4)), path)
+    out = tmp_path / "out"
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+        path,
+        "expected a 3-D image, got shape (6, 7)",
+        out,
+    )
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_nan_or_inf_voxels_fail_naming_the_file_and_their_count(tmp_path, value):
+    data = np.random.default_rng(0).uniform(0, 100, (8, 8, 8)).astype(np.float32)
+    data[1, 2, 3] = data[4, 5, 6] = value
+    path = tmp_path / "t1weighted.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    out = tmp_path / "out"
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
+        path,
+        "2 voxels are NaN or Inf",
+        out,
+    )
+
+
+@pytest.mark.parametrize("stage", ["compute", "write"])
+def test_kill_9_during_conform_leaves_no_output_and_the_rerun_completes(tmp_path, stage):
+    source = small_t1(tmp_path / "t1weighted.nii.gz", shape=(10, 12, 14))
+    out, marker = tmp_path / "conformed", tmp_path / "killed-here"
+    patch = (
+        CHILD_HALF_WRITE
+        if stage == "write"
+        else """
+    import meshseg.image.grid
+    meshseg.image.grid.resample = lambda *args: pause()  # killed while reslicing
+    """
+    )
+    start_and_kill(
+        CHILD_PAUSE.format(marker=str(marker))
+        + patch
+        + f"""
+    from meshseg.image.conform import conform_file
+    conform_file({str(source)!r}, {str(out / "t1.nii.gz")!r}, backend="python")
+    """,
+        marker,
+        tmp_path,
+    )
+    left = everything_in(out)
+    if stage == "compute":
+        assert left == []
+    else:
+        assert len(left) == 1 and left[0].startswith(".t1.nii.gz.part-"), left
+        with pytest.raises(Exception):  # noqa: B017  (any error: what was left is not an image)
+            np.asanyarray(nib.load(out / left[0]).dataobj).sum()
+
+    assert conform_file(source, out / "t1.nii.gz", backend="python") == "python"
+    assert everything_in(out) == ["t1.nii.gz"]
+    assert is_conformed(nib.load(out / "t1.nii.gz"))

@@ -11,6 +11,7 @@ from meshseg.nn.checkpoint import save_checkpoint
 from meshseg.nn.models import build_model, model_config
 from meshseg.report.evaluation import LabelMaps, evaluate_subject, structure_table, volume_table
 from meshseg.report.tables import COMPARISON_COLUMNS, subject_scores, summarise
+from tests.conftest import sphere_volume
 
 AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])  # 2 mm^3 voxels
 
@@ -178,3 +179,17 @@ def test_float_label_maps_follow_the_one_integer_policy(tmp_path):
         tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz", load_labelset("demo_gwm")
     )
     np.testing.assert_allclose(table["dice"], [1.0, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("change", ["shape", "affine"])
+def test_prediction_and_truth_of_different_grids_fail_naming_both_files(tmp_path, change):
+    labels = sphere_volume(size=8)[1].astype(np.int16)
+    pred, truth = tmp_path / "pred.nii.gz", tmp_path / "truth.nii.gz"
+    save_image(labels, AFFINE, truth)
+    if change == "shape":
+        save_image(labels[:7], AFFINE, pred)
+    else:
+        save_image(labels, AFFINE * [[1], [1], [2], [1]], pred)
+    with pytest.raises(ImageError) as info:
+        structure_table(pred, truth, load_labelset("demo_gwm"))
+    assert str(pred) in str(info.value) and str(truth) in str(info.value)

@@ -1,10 +1,12 @@
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
 
+import meshseg.image.io
 from meshseg.labels import LabelClass, LabelSet, load_labelset
 from meshseg.nn.checkpoint import LoadedModel, load, save_checkpoint
 from meshseg.nn.inference import InferenceConfig, LabelFiles, predict_volume, segment_file
@@ -12,7 +14,8 @@ from meshseg.nn.models import build_model, model_config
 from meshseg.nn.runtime import Compute
 from meshseg.nn.subvolumes import inference_locations
 from meshseg.nn.vote import RULES
-from tests.conftest import tiny_checkpoint
+from tests.conftest import everything_in, fails_cleanly, tiny_checkpoint
+from tests.kill import CHILD_HALF_WRITE, CHILD_PAUSE, start_and_kill
 
 CPU = Compute(torch.device("cpu"), None)
 
@@ -158,3 +161,80 @@ def test_whole_mode_refuses_a_unet_before_reading_the_image(tmp_path):
 def test_inference_config_validates_itself(field, value, message):
     with pytest.raises(ValueError, match=message):
         InferenceConfig(**{field: value})
+
+
+def segment(checkpoint: Path, image: Path, out: Path) -> dict:
+    """The real segment_file on a prepared 48^3 volume, 30 16^3 subvolumes, fp32 on CPU."""
+    config = InferenceConfig(
+        n_subvolumes=30, batch_size=8, precision="fp32", device="cpu", channels_last=False
+    )
+    return segment_file(
+        load(checkpoint),
+        image,
+        LabelFiles(out / "labels.nii.gz", out / "labels_lut.txt", out / "inference.json"),
+        config,
+        Compute.from_config(config),
+    )
+
+
+def test_corrupt_checkpoint_fails_segmentation_naming_the_file_and_writes_nothing(
+    tmp_path, prepared_pair
+):
+    checkpoint = tiny_checkpoint(tmp_path / "checkpoint.pt", patch=16)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
+    out = tmp_path / "pred"
+    fails_cleanly(
+        lambda: segment(checkpoint, prepared_pair[0], out),
+        checkpoint,
+        "not a readable checkpoint",
+        out,
+        error=ValueError,
+    )
+
+
+@pytest.mark.parametrize("stage", ["compute", "write"])
+def test_kill_9_during_inference_leaves_no_output_and_the_rerun_completes(
+    tmp_path, prepared_pair, stage
+):
+    image = prepared_pair[0]
+    checkpoint = tiny_checkpoint(tmp_path / "checkpoint.pt", patch=16)
+    out, marker = tmp_path / "pred", tmp_path / "killed-here"
+    patch = (
+        CHILD_HALF_WRITE
+        if stage == "write"
+        else """
+    from meshseg.nn.models.meshnet import MeshNet
+    MeshNet.forward = lambda self, x: pause()  # killed while predicting
+    """
+    )
+    start_and_kill(
+        CHILD_PAUSE.format(marker=str(marker))
+        + patch
+        + f"""
+    from tests.unit.test_inference import segment
+    segment(pathlib.Path({str(checkpoint)!r}), pathlib.Path({str(image)!r}),
+            pathlib.Path({str(out)!r}))
+    """,
+        marker,
+        tmp_path,
+    )
+    left = everything_in(out)
+    assert "labels.nii.gz" not in left and "inference.json" not in left, left
+    if stage == "write":  # killed half-way through the label map: only its temporary name
+        assert (
+            [p for p in left if p.startswith(".")]
+            == [p for p in left if p.startswith(f".labels.nii.gz.part-{meshseg.image.io._HOST}-")]
+            != []
+        ), left
+
+    stats = segment(checkpoint, image, out)
+    assert everything_in(out) == [
+        "inference.json",
+        "labels.nii.gz",
+        "labels_lut.txt",
+    ]  # temp removed
+    labels = nib.load(out / "labels.nii.gz")
+    assert labels.shape == (48, 48, 48) and set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2}
+    assert (
+        json.loads((out / "inference.json").read_text())["subvolumes"] == stats["subvolumes"] == 30
+    )

@@ -1,11 +1,29 @@
+import errno
 import gzip
+import os
+import pathlib
+import tempfile
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from meshseg.image.io import ImageError, atomic_path, load_image, save_image, write_table
+import meshseg.image.io
+from meshseg.image.io import (
+    ImageError,
+    OutputError,
+    atomic_path,
+    load_image,
+    save_image,
+    write_table,
+    write_text,
+)
+from meshseg.nn.checkpoint import save_checkpoint
+from meshseg.nn.models import model_config
+from tests.conftest import everything_in
 
 
 def test_save_and_load_keep_data_and_affine(tmp_path):
@@ -78,3 +96,107 @@ def test_write_table_rounds_floats_to_its_format(tmp_path):
     write_table(table, tmp_path / "exact.tsv", float_format=None)
     assert (tmp_path / "six.tsv").read_text() == "name\tx\na\t0.123457\n"
     assert (tmp_path / "exact.tsv").read_text() == "name\tx\na\t0.123456789\n"
+
+
+# ----- output folder not writable, disk full -----
+
+
+MESHNET = model_config("meshnet", 3)
+
+
+def as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def writers() -> dict:
+    """name -> (function writing one output to a path, a file name for it)."""
+    return {
+        "save_image": (
+            lambda p: save_image(np.ones((4, 4, 4), np.uint8), np.eye(4), p),
+            "t1.nii.gz",
+        ),
+        "write_text": (lambda p: write_text("a\tb\n", p), "table.tsv"),
+        "save_checkpoint": (
+            lambda p: save_checkpoint(
+                {"model": {}, "model_config": MESHNET, "labelset": {}, "step": 0}, p
+            ),
+            "checkpoint.pt",
+        ),
+    }
+
+
+@pytest.mark.parametrize("how", ["read-only", "parent-is-a-file", "no-temp-file"])
+@pytest.mark.parametrize("writer", ["save_image", "write_text", "save_checkpoint"])
+def test_output_folder_not_writable_fails_naming_the_file(tmp_path, monkeypatch, writer, how):
+    write, name = writers()[writer]
+    folder = tmp_path / "results"
+    folder.mkdir()
+    if how == "read-only":
+        target, problem = folder / name, f"output folder {folder} is not writable"
+        if as_root():  # root writes through chmod: the check meets what os.access would say
+            real_access = os.access
+            monkeypatch.setattr(
+                os,
+                "access",
+                lambda p, mode, **kw: False if Path(p) == folder else real_access(p, mode, **kw),
+            )
+        else:
+            folder.chmod(0o555)
+    elif how == "parent-is-a-file":  # fails for root too
+        (folder / "sub-1").write_text("a file where the output folder should be")
+        target, problem = (
+            folder / "sub-1" / name,
+            f"cannot create the output folder {folder / 'sub-1'}",
+        )
+    else:  # a read-only mount or quota: creating the temporary file itself fails
+
+        def refuse(*args, **kwargs):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        target, problem = folder / name, f"cannot write in {folder} (Read-only file system)"
+    try:
+        with pytest.raises(OutputError) as info:
+            write(target)
+    finally:
+        folder.chmod(0o755)
+    assert str(info.value).startswith(f"{target}: ") and problem in str(info.value), str(info.value)
+    assert isinstance(info.value, OSError) and "\n" not in str(info.value)
+    assert everything_in(folder) == ([] if how != "parent-is-a-file" else ["sub-1"])
+
+
+def out_of_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def writes_half_then_fills_the_disk(obj, path, *args, **kwargs):
+    """Stand-in for nib.save / torch.save: some bytes reach the file, then ENOSPC."""
+    Path(path).write_bytes(b"\x1f\x8b partial")
+    out_of_space()
+
+
+@pytest.mark.parametrize("writer", ["save_image", "write_text", "save_checkpoint"])
+def test_disk_full_names_the_file_and_leaves_nothing(tmp_path, monkeypatch, writer):
+    write, name = writers()[writer]
+    folder = tmp_path / "results"
+    previous = folder / "old" / name  # an output of an earlier run stays whole
+    write(previous)
+    before = previous.read_bytes()
+    if writer == "save_image":
+        monkeypatch.setattr(meshseg.image.io.nib, "save", writes_half_then_fills_the_disk)
+    elif writer == "save_checkpoint":
+        monkeypatch.setattr(torch, "save", writes_half_then_fills_the_disk)
+    else:
+        real = pathlib.Path.write_text
+        monkeypatch.setattr(
+            pathlib.Path,
+            "write_text",
+            lambda self, text, *a, **k: (real(self, text[:1]), out_of_space()),
+        )
+    for target in (folder / "new" / name, previous):
+        with pytest.raises(OutputError) as info:
+            write(target)
+        assert str(info.value) == f"{target}: not written (No space left on device)"
+        assert info.value.errno == errno.ENOSPC
+    assert everything_in(folder) == ["new", "old", f"old/{name}"]
+    assert previous.read_bytes() == before

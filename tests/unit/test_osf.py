@@ -1,4 +1,6 @@
 import csv
+import errno
+import os
 import tarfile
 import time
 from datetime import datetime
@@ -6,6 +8,7 @@ from datetime import datetime
 import pytest
 import requests
 
+from meshseg.data import osf
 from meshseg.data.osf import (
     DownloadError,
     OSFFolder,
@@ -17,11 +20,13 @@ from meshseg.data.osf import (
     list_archives,
     subjects_in_archive,
 )
+from tests.conftest import everything_in
 
 pytest_plugins = ["tests.osf_server"]  # the fake_osf fixture
 
 MMRR = "MMRR-21_volumes.tar.gz"
 FAST = {"timeout": 5, "retries": 3, "backoff": 0.01}
+GIVE_UP = {**FAST, "retries": 2}  # the fault tests count two retries
 
 
 def remote_of(osf, name):
@@ -254,3 +259,79 @@ def test_extract_missing_subject_writes_nothing(fake_osf, tmp_path):
     with pytest.raises(ValueError, match="MMRR-21-7 not in the archive; available: MMRR-21-1"):
         extract_subjects(path, ["MMRR-21-1", "MMRR-21-7"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_disk_full_during_osf_download_names_the_file_and_leaves_nothing(
+    fake_osf, tmp_path, monkeypatch
+):
+    remote = next(f for f in osf.list_archives(fake_osf.api_url) if f.name == MMRR)
+
+    class FillsUp:
+        """A file whose second write finds the disk full."""
+
+        def __init__(self, stream):
+            self.stream, self.writes = stream, 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes > 1:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.stream.write(data)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.stream.close()
+
+    def fake_open(path, mode="r", *args, **kwargs):
+        stream = open(path, mode, *args, **kwargs)
+        return FillsUp(stream) if "w" in mode or "a" in mode else stream
+
+    monkeypatch.setattr(osf, "open", fake_open, raising=False)
+    dest = tmp_path / "archives" / MMRR
+    with pytest.raises(
+        osf.DownloadError,
+        match=rf"^{dest}: not written \(No space left on device\); "
+        rf"the partial download {MMRR}\.part was deleted$",
+    ):
+        osf.download(remote, dest, **GIVE_UP)
+    assert everything_in(tmp_path / "archives") == [] and fake_osf.downloads(MMRR) == 1
+
+
+def test_osf_download_into_a_folder_that_cannot_be_made_fails_naming_the_file(fake_osf, tmp_path):
+    remote = next(f for f in osf.list_archives(fake_osf.api_url) if f.name == MMRR)
+    (tmp_path / "archives").write_text("a file where the folder should be")
+    dest = tmp_path / "archives" / MMRR
+    with pytest.raises(osf.DownloadError, match=rf"^{dest}: cannot create the folder "):
+        osf.download(remote, dest, **GIVE_UP)
+    assert fake_osf.downloads(MMRR) == 0
+
+
+def test_osf_connection_dropped_every_time_gives_up_naming_the_file_then_resumes(
+    fake_osf, tmp_path
+):
+    remote = next(f for f in osf.list_archives(fake_osf.api_url) if f.name == MMRR)
+    fake_osf.faults[MMRR] = ["drop"] * 3
+    dest = tmp_path / MMRR
+    with pytest.raises(
+        osf.DownloadError,
+        match=rf"^{remote.url}: download of {MMRR} gave up after 2 "
+        r"retries; last error: ",
+    ):
+        osf.download(remote, dest, **GIVE_UP)
+    assert fake_osf.downloads(MMRR) == 3 and not dest.exists()
+    assert everything_in(tmp_path) == [f"{MMRR}.part"]  # kept to resume, never under the final name
+    assert osf.download(remote, dest, **GIVE_UP).read_bytes() == fake_osf.files[MMRR]
+    assert fake_osf.ranges[MMRR][-1].startswith("bytes=") and everything_in(tmp_path) == [MMRR]
+
+
+def test_osf_listing_5xx_every_time_gives_a_clear_error(fake_osf):
+    fake_osf.faults["/v2/nodes/9ahyp/"] = ["503"] * 3
+    with pytest.raises(
+        osf.DownloadError,
+        match=rf"^{fake_osf.api_url}: cannot list "
+        r"9ahyp/Mindboggle101_volumes \(.*503",
+    ):
+        osf.list_archives(fake_osf.api_url, retries=2, backoff=0.01)
+    assert fake_osf.requests["/v2/nodes/9ahyp/"] == 3

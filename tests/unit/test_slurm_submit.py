@@ -123,7 +123,7 @@ def test_training_job_sbatch_flags(tmp_path, gpu):
     assert "--executor slurm-jobstep" in flag(call, "--wrap")
 
 
-def test_segment_group_job_sbatch_flags(tmp_path):
+def test_per_subject_group_job_sbatch_flags(tmp_path):
     """segment_subject, native_labels and evaluate_subject of one subject and model go as one
     group job."""
     subject = sorted(p.split("/")[2] for p in prepared("test"))[0]

@@ -5,11 +5,12 @@ import torch
 
 import meshseg.nn.training as training
 from meshseg.labels import load_labelset
-from meshseg.nn.checkpoint import load, load_checkpoint
+from meshseg.nn.checkpoint import load, load_checkpoint, save_checkpoint
 from meshseg.nn.crops import TrainingData, Volume, load_volumes
 from meshseg.nn.models import model_config
 from meshseg.nn.training import train, train_files
-from tests.conftest import sphere_volume, train_config
+from tests.conftest import everything_in, sphere_volume, train_config
+from tests.kill import CHILD_PAUSE, start_and_kill
 
 LABELSET = load_labelset("demo_gwm")
 SPEC = model_config("meshnet", 3)
@@ -159,3 +160,82 @@ def test_labels_outside_the_set_name_the_file(tmp_path, prepared_pair):
 def test_train_config_validates_itself(field, value, message):
     with pytest.raises(ValueError, match=message):
         train_config(**{field: value})
+
+
+def test_resume_state_of_another_label_set_is_not_used(tmp_path, caplog):
+    ckpt = tmp_path / "checkpoint.pt"
+    other = load_labelset("gwm")  # 3 classes too, other ids: the same network would fit
+    train(
+        train_config(steps=3, checkpoint_every=100),
+        SPEC,
+        TrainingData(other, volumes(), []),
+        ckpt,
+        tmp_path / "curve.tsv",
+    )
+    stale = load_checkpoint(ckpt)
+    save_checkpoint({**stale, "step": 2}, tmp_path / "checkpoint.pt.resume.pt")
+    ckpt.unlink()
+    with caplog.at_level("INFO", logger="meshseg.nn.training"):
+        train(
+            train_config(steps=3, checkpoint_every=100),
+            SPEC,
+            TrainingData(LABELSET, volumes(), []),
+            ckpt,
+            tmp_path / "curve.tsv",
+        )
+    assert "made with another configuration" in caplog.text and "resuming" not in caplog.text
+    assert load_checkpoint(ckpt)["labelset"] == LABELSET.to_dict()
+
+
+def test_kill_9_during_training_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
+    reference = tmp_path / "reference"
+    train(
+        train_config(),
+        SPEC,
+        TrainingData(LABELSET, volumes(), volumes(1)),
+        reference / "checkpoint.pt",
+        reference / "curve.tsv",
+    )
+    run, marker = tmp_path / "run", tmp_path / "killed-here"
+    start_and_kill(
+        CHILD_PAUSE.format(marker=str(marker))
+        + f"""
+    import meshseg.nn.training as training
+    from meshseg.nn.crops import TrainingData
+    from tests.unit.test_training import LABELSET, SPEC, train_config, volumes
+    calls, real_batch = [0], training.random_batch
+
+    def batch_then_pause(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 5:  # in step 5, after the step-3 resumable checkpoint
+            pause()
+        return real_batch(*args, **kwargs)
+
+    training.random_batch = batch_then_pause
+    training.train(train_config(), SPEC, TrainingData(LABELSET, volumes(), volumes(1)),
+                   {str(run / "checkpoint.pt")!r}, {str(run / "curve.tsv")!r})
+    """,
+        marker,
+        tmp_path,
+    )
+    assert everything_in(run) == ["checkpoint.pt.resume.pt"]  # no final output, no temporary
+    assert load_checkpoint(run / "checkpoint.pt.resume.pt")["step"] == 3
+
+    train(
+        train_config(),
+        SPEC,
+        TrainingData(LABELSET, volumes(), volumes(1)),
+        run / "checkpoint.pt",
+        run / "curve.tsv",
+    )
+    assert everything_in(run) == ["checkpoint.pt", "curve.tsv"]
+    resumed, expected = (
+        load_checkpoint(run / "checkpoint.pt"),
+        load_checkpoint(reference / "checkpoint.pt"),
+    )
+    for name, tensor in expected["model"].items():
+        torch.testing.assert_close(resumed["model"][name], tensor, rtol=0, atol=0)
+    assert resumed["curve"] == expected["curve"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(run / "curve.tsv", sep="\t"), pd.read_csv(reference / "curve.tsv", sep="\t")
+    )

@@ -1,7 +1,6 @@
 """Bad configurations and subject sheets stop a dry run before any job, naming what is wrong.
 
-The row table of issue 8 (every bad input and fault, and the test of each) is the docstring of
-tests/unit/test_faults.py.
+The README's "When something goes wrong" lists every bad input and fault with its tests.
 """
 
 from __future__ import annotations
