@@ -17,6 +17,15 @@ from snakemake.utils import update_config
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config/config.yaml"
 BABY = ROOT / "tests/config/config.yaml"
+# The jobs of one test subject that a change to its T1 reruns (besides plots and tables).
+SUBJECT_JOBS = {
+    "conform_t1",
+    "prepare_t1",
+    "segment_subject",
+    "native_labels",
+    "evaluate_subject",
+    "dice_vs_subvolumes",
+}
 
 
 def config_args(path: Path, overrides: dict | None = None, baby: bool = True) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.configs import config_args, snakemake_command
+from tests.configs import SUBJECT_JOBS, config_args, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SLURM_CONF = os.environ.get("SLURM_CONF") or str(
@@ -162,12 +162,7 @@ def test_touching_one_subject_resubmits_only_its_jobs(first_run):
     submitted = submissions(run_on_slurm(workdir))
     members = [job for jobs in submitted.values() for job in jobs]
     assert {rule for rule, _ in members} == {
-        "conform_t1",
-        "prepare_t1",
-        "segment_subject",
-        "native_labels",
-        "evaluate_subject",
-        "dice_vs_subvolumes",
+        *SUBJECT_JOBS,
         "summarise_results",
     }, submitted
     per_subject = [w for rule, w in members if rule != "summarise_results"]

@@ -5,6 +5,7 @@ import gzip
 import json
 import os
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import nibabel as nib
@@ -288,16 +289,18 @@ def test_auto_backend_runs_mri_convert_when_found(tmp_path, fake_mri_convert, la
 # ----- bad inputs, through the first job that reads them -----
 
 
+def fails_to_conform(path: Path, problem: str) -> None:
+    """Conforming ``path`` fails naming it and ``problem``, and writes nothing."""
+    out = path.parent / "out"
+    fails_cleanly(
+        lambda: conform_file(path, out / "t1.nii.gz", backend="python"), path, problem, out
+    )
+
+
 def test_truncated_nii_gz_fails_naming_the_file_and_leaves_no_output(tmp_path):
     path = small_t1(tmp_path / "t1weighted.nii.gz", shape=(20, 20, 20))
     path.write_bytes(path.read_bytes()[:1500])
-    out = tmp_path / "out"
-    fails_cleanly(
-        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
-        path,
-        "not a readable NIfTI/MGZ image",
-        out,
-    )
+    fails_to_conform(path, "not a readable NIfTI/MGZ image")
 
 
 @pytest.mark.parametrize(
@@ -308,37 +311,19 @@ def test_truncated_nii_gz_fails_naming_the_file_and_leaves_no_output(tmp_path):
 def test_file_that_is_not_a_nifti_fails_naming_the_file(tmp_path, content):
     path = tmp_path / "t1weighted.nii.gz"
     path.write_bytes(content)
-    out = tmp_path / "out"
-    fails_cleanly(
-        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
-        path,
-        "not a readable NIfTI/MGZ image",
-        out,
-    )
+    fails_to_conform(path, "not a readable NIfTI/MGZ image")
 
 
 def test_4d_image_fails_naming_the_file_and_its_shape(tmp_path):
     path = tmp_path / "bold.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((6, 6, 6, 3), np.float32), np.eye(4)), path)
-    out = tmp_path / "out"
-    fails_cleanly(
-        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
-        path,
-        "expected a 3-D image, got shape (6, 6, 6, 3)",
-        out,
-    )
+    fails_to_conform(path, "expected a 3-D image, got shape (6, 6, 6, 3)")
 
 
 def test_2d_image_fails_naming_the_file_and_its_shape(tmp_path):
     path = tmp_path / "slice.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((6, 7), np.float32), np.eye(4)), path)
-    out = tmp_path / "out"
-    fails_cleanly(
-        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
-        path,
-        "expected a 3-D image, got shape (6, 7)",
-        out,
-    )
+    fails_to_conform(path, "expected a 3-D image, got shape (6, 7)")
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
@@ -347,13 +332,7 @@ def test_nan_or_inf_voxels_fail_naming_the_file_and_their_count(tmp_path, value)
     data[1, 2, 3] = data[4, 5, 6] = value
     path = tmp_path / "t1weighted.nii.gz"
     nib.save(nib.Nifti1Image(data, np.eye(4)), path)
-    out = tmp_path / "out"
-    fails_cleanly(
-        lambda: conform_file(path, out / "t1.nii.gz", backend="python"),
-        path,
-        "2 voxels are NaN or Inf",
-        out,
-    )
+    fails_to_conform(path, "2 voxels are NaN or Inf")
 
 
 @pytest.mark.parametrize("stage", ["compute", "write"])

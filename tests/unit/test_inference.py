@@ -8,7 +8,7 @@ import torch
 
 import meshseg.image.io
 from meshseg.labels import LabelClass, LabelSet, load_labelset
-from meshseg.nn.checkpoint import LoadedModel, load, save_checkpoint
+from meshseg.nn.checkpoint import LoadedModel, load
 from meshseg.nn.inference import InferenceConfig, LabelFiles, predict_volume, segment_file
 from meshseg.nn.models import build_model, model_config
 from meshseg.nn.runtime import Compute
@@ -128,16 +128,7 @@ def test_fused_network_gives_the_same_logits():
 
 
 def test_whole_mode_refuses_a_unet_before_reading_the_image(tmp_path):
-    spec = model_config("unet", 3, width=2)
-    save_checkpoint(
-        {
-            "model": build_model(spec).state_dict(),
-            "model_config": spec,
-            "labelset": load_labelset("demo_gwm").to_dict(),
-            "step": 0,
-        },
-        tmp_path / "u.pt",
-    )
+    tiny_checkpoint(tmp_path / "u.pt", arch="unet", width=2)
     config = InferenceConfig(mode="whole", device="cpu")
     files = LabelFiles(tmp_path / "l.nii.gz", tmp_path / "lut.txt", tmp_path / "s.json")
     with pytest.raises(

@@ -14,13 +14,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from meshseg.data.demo import make_demo_subject
-from meshseg.labels import load_labelset
-from meshseg.nn.checkpoint import save_checkpoint
-from meshseg.nn.models import build_model, model_config
 from tests.configs import config_args, snakemake_command
+from tests.conftest import tiny_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -55,17 +52,7 @@ def folder_run(tmp_path_factory):
             workdir / "scans" / subject / "labels.nii.gz",
         )
     (workdir / "scans/sub-02/labels.nii.gz").unlink()
-    torch.manual_seed(0)
-    spec = model_config("meshnet", 3)
-    save_checkpoint(
-        {
-            "model": build_model(spec).state_dict(),
-            "model_config": spec,
-            "labelset": load_labelset("demo_gwm").to_dict(),
-            "step": 1,
-        },
-        workdir / "meshnet.pt",
-    )
+    tiny_checkpoint(workdir / "meshnet.pt")
     output = snakemake(workdir, "segment")
     return workdir, output
 

@@ -15,7 +15,7 @@ import pytest
 
 from meshseg.nn.models import build_model, count_parameters, model_config
 from meshseg.report.tables import COMPARISON_COLUMNS
-from tests.configs import config_args, snakemake_command
+from tests.configs import SUBJECT_JOBS, config_args, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -146,12 +146,7 @@ def test_touching_one_test_subject_reruns_only_its_jobs(finished_run):
         "all",
     }
     assert rules == {
-        "conform_t1",
-        "prepare_t1",
-        "segment_subject",
-        "native_labels",
-        "evaluate_subject",
-        "dice_vs_subvolumes",
+        *SUBJECT_JOBS,
         "plot_overlay",
         *summaries,
     }
