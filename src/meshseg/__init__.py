@@ -18,4 +18,12 @@ reads every module's imports and checks this):
 Subpackages re-export nothing: import from the module (``from meshseg.nn.vote import RULES``).
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# OpenMP threads that wait for work sleep instead of spinning (unless the user chose otherwise).
+# On a machine shared with other work, spinning threads burn the cores the working ones need:
+# a training step there took 3.5x longer with spinning (README: Speed). libgomp reads this
+# once, when torch loads it, so meshseg must be imported before torch for it to apply.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -164,3 +164,24 @@ def test_compute_moves_batches_once_and_names_its_device():
 def test_check_settings_names_the_bad_value(settings, message):
     with pytest.raises(ValueError, match=message):
         runtime.check_settings(*settings)
+
+
+@pytest.mark.parametrize("chosen, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_when_idle_unless_the_user_chose(chosen, expected):
+    """meshseg sets OMP_WAIT_POLICY before torch loads libgomp, and keeps a user's choice."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if chosen:
+        env["OMP_WAIT_POLICY"] = chosen
+    script = "import os, meshseg.nn.runtime; print(os.environ['OMP_WAIT_POLICY'])"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == expected
+
+
+def test_cpu_isa_names_what_decides_the_speed_paths():
+    isa = runtime.cpu_isa()
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert isa.startswith({"AVX512": "AVX-512", "DEFAULT": "no AVX2"}.get(capability, capability))
+    native = runtime.has_native_bf16(torch.device("cpu"))
+    assert ("no native bf16" not in isa) is native

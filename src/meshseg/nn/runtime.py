@@ -6,6 +6,7 @@ import logging
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -63,6 +64,17 @@ def has_native_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def cpu_isa() -> str:
+    """The CPU's vector instruction set as PyTorch dispatches it, e.g. ``AVX-512, native bf16,
+    no AMX``: what decides which of meshseg's speed paths pay off (benchmarks print it)."""
+    capability = torch.backends.cpu.get_cpu_capability()  # DEFAULT, AVX2, AVX512, ZVECTOR...
+    isa = {"AVX512": "AVX-512", "DEFAULT": "no AVX2"}.get(capability, capability)
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    bf16 = "native bf16" if has_native_bf16(torch.device("cpu")) else "no native bf16"
+    amx = "AMX" if " amx_tile" in flags else "no AMX"
+    return f"{isa}, {bf16}, {amx}"
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
