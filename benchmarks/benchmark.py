@@ -154,14 +154,12 @@ def case_vote_memory(args, naive: bool, n_classes: int) -> dict:
             for k in range(n_classes):
                 counts[k, a : a + PATCH, b : b + PATCH, c : c + PATCH] += crop == k
         counts.argmax(0)
-    else:  # the default vote, fed as inference feeds it: probabilities, 16 crops at a time
+    else:  # the default vote, fed as inference feeds it: 16 crops' classes and confidence
         votes = VoteAggregator(image.shape, n_classes, rule="hard")
         rng = np.random.default_rng(0)
         for batch in np.array_split(np.argsort(locations[:, 0], kind="stable"), 32):
-            probabilities = rng.random(
-                (len(batch), n_classes, PATCH, PATCH, PATCH), dtype=np.float32
-            )
-            votes.add(probabilities, locations[batch])
+            confidence = rng.random((len(batch), PATCH, PATCH, PATCH), dtype=np.float32)
+            votes.add(labels[batch], locations[batch], confidence)
         votes.result()
     _, peak = tracemalloc.get_traced_memory()
     return {"above_volume_mb": peak / 2**20}

@@ -71,11 +71,14 @@ def predict_crops(
     locations: np.ndarray,
     batch_size: int,
     compute: Compute,
-    probabilities: bool = False,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Class indices ``(B, p, p, p)`` (uint8) of the ``loaded.patch``-edged crops at
-    ``locations``, or with ``probabilities`` their softmax ``(B, C, p, p, p)`` (float32), batch
-    by batch, each with its start corners ``(B, 3)``; the network runs fused (meshseg.nn.fusion)."""
+    output: str = "labels",
+) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:
+    """The ``loaded.patch``-edged crops at ``locations``, batch by batch, as a vote
+    (:attr:`meshseg.nn.vote.VoteAggregator.needs`) takes them: ``(predictions, confidence,
+    corners)``. ``output`` ``labels``: class indices ``(B, p, p, p)`` (uint8), confidence None;
+    ``confidence``: those and the softmax probability of each (float32); ``probabilities``: the
+    softmax ``(B, C, p, p, p)`` (float32), confidence None. The network runs fused
+    (meshseg.nn.fusion)."""
     patch = loaded.patch
     net = fuse_for_inference(loaded.model.to(compute.device), channels_last=compute.channels_last)
     for start in range(0, len(locations), batch_size):
@@ -85,11 +88,16 @@ def predict_crops(
         ]
         with compute.autocast():
             logits = net(compute.to_device(torch.from_numpy(x)))  # (B, C, p, p, p)
-        out = (
-            torch.softmax(logits.float(), 1) if probabilities else logits.argmax(1).to(torch.uint8)
-        )
+        confidence = None
+        if output == "labels":
+            predictions = logits.argmax(1).to(torch.uint8)
+        else:
+            predictions = torch.softmax(logits.float(), 1)
+            if output == "confidence":
+                confidence, predictions = predictions.max(1)
+                confidence, predictions = confidence.cpu().numpy(), predictions.to(torch.uint8)
         del logits  # not held while the caller votes
-        yield out.cpu().numpy(), chunk
+        yield predictions.cpu().numpy(), confidence, chunk
 
 
 def predict_volume(
@@ -104,10 +112,10 @@ def predict_volume(
     (start corners), which are predicted in order of their first-axis start, as the vote needs."""
     votes = VoteAggregator(image.shape, loaded.labelset.n_classes, rule=vote)
     ordered = locations[np.argsort(locations[:, 0], kind="stable")]
-    for predictions, chunk in predict_crops(
-        loaded, image, ordered, batch_size, compute, probabilities=votes.needs_probabilities
+    for predictions, confidence, chunk in predict_crops(
+        loaded, image, ordered, batch_size, compute, output=votes.needs
     ):
-        votes.add(predictions, chunk)
+        votes.add(predictions, chunk, confidence)
     return votes.result()
 
 

@@ -56,7 +56,7 @@ def dice_vs_subvolumes(
     always used whole). A fully convolutional model (MeshNet) also gets one whole-volume row
     (n_subvolumes 0). Seconds are the prediction time of the N crops (prorated from the one
     pass) plus their vote (``config.vote``). The votes run side by side, so they hold one vote
-    buffer each (meshseg.nn.vote: 45 MB for the hard vote at 3 classes, 1.55 GB at 104).
+    buffer each (meshseg.nn.vote: about 100 MB for the hard vote).
     Returns the :data:`COLUMNS` but ``subject`` and ``model`` (see :func:`write_experiment`).
     """
     image = load_volume(image_path)[0].astype(np.float32, copy=False)
@@ -72,19 +72,19 @@ def dice_vs_subvolumes(
     votes = {count: VoteAggregator(image.shape, n, rule=config.vote) for count in counts}
     voting = dict.fromkeys(counts, 0.0)  # seconds spent in each N's vote
     started, done = time.perf_counter(), 0
-    for predictions, chunk in predict_crops(
-        loaded,
-        image,
-        locations[order],
-        config.batch_size,
-        compute,
-        probabilities=votes[counts[0]].needs_probabilities,
+    for predictions, confidence, chunk in predict_crops(
+        loaded, image, locations[order], config.batch_size, compute, output=votes[counts[0]].needs
     ):
         position = order[done : done + len(chunk)]  # the crops' places in the sequence
         done += len(chunk)
         for count, aggregator in votes.items():
             tick = time.perf_counter()
-            aggregator.add(predictions[position < count], chunk[position < count])
+            chosen = position < count
+            aggregator.add(
+                predictions[chosen],
+                chunk[chosen],
+                None if confidence is None else confidence[chosen],
+            )
             voting[count] += time.perf_counter() - tick
     per_crop = (time.perf_counter() - started - sum(voting.values())) / len(locations)
     rows = []
