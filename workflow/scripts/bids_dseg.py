@@ -1,0 +1,16 @@
+from meshseg.logs import log_to
+from meshseg.report.bids import write_dseg
+
+log_to(snakemake.log[0])
+write_dseg(
+    snakemake.input.labels,
+    snakemake.input.t1,
+    snakemake.params.root,
+    snakemake.wildcards.space,
+    {
+        "nifti": snakemake.output.nifti,
+        "json": snakemake.output.json,
+        "model": snakemake.wildcards.model,
+        "checkpoint": snakemake.input.checkpoint,
+    },
+)
