@@ -15,7 +15,6 @@ rule bids_description:
         mem_mb=500,
         runtime=5,
     params:
-        out_dir=BIDS_OUT,
         root=config["bids"]["root"],
         models=MODELS,
     script:
@@ -63,9 +62,9 @@ rule bids_dseg:
 
 
 rule bids_volumes:
-    """One image's structure volumes (index, name, volume_mm3) from its metrics table."""
+    """One image's structure volumes (index, name, volume_mm3) from its conformed labels."""
     input:
-        path("metrics"),
+        path("predicted"),
     output:
         path("bids_volumes"),
     log:
@@ -75,6 +74,8 @@ rule bids_volumes:
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        labelset=DATASET["labelset"],
     script:
         "../workflow/scripts/bids_volumes.py"
 

@@ -32,7 +32,7 @@ if IS_BIDS and not all(re.fullmatch("[A-Za-z0-9]+", m) for m in MODELS):
 wildcard_constraints:
     subject=r"[^/]+",
     model="|".join(re.escape(m) for m in MODELS),
-    anat=r"sub-[A-Za-z0-9]+(/ses-[A-Za-z0-9]+)?/anat",
+    anat=r"sub-[A-Za-z0-9]+(?:/ses-[A-Za-z0-9]+)?/anat",
     space="T1w|conformed",
 
 

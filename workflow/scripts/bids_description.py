@@ -1,9 +1,11 @@
+from pathlib import Path
+
 from meshseg.logs import log_to
 from meshseg.report.bids import write_description
 
 log_to(snakemake.log[0])
 write_description(
-    snakemake.params.out_dir,
+    Path(snakemake.output.description).parent,
     snakemake.params.root,
     dict(zip(snakemake.params.models, snakemake.input.checkpoints)),
 )

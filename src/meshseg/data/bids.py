@@ -4,7 +4,8 @@ Each T1w image that passes the entity filters (``subject``, ``session``, ``acqui
 ``run``) is one unit, named by its entities as in its file name (``sub-01_ses-02_run-1`` for
 ``sub-01_ses-02_run-1_T1w.nii.gz``); several T1w images of one subject and session are all
 segmented. A unit's labels are the ``*_dseg.nii.gz`` of the labels derivatives dataset with the
-same subject, session, acquisition and run (and ``desc`` when ``labels_desc`` is given).
+same subject, session, acquisition and run, on the T1w's grid (no ``space`` entity, or
+``space-T1w``), and with ``desc`` when ``labels_desc`` is given.
 
 pybids is imported inside the functions: the workflow's other datasets never load it.
 """
@@ -40,72 +41,80 @@ def anat_dir(unit: str) -> str:
     return f"sub-{match['subject']}/{session}anat"
 
 
-def _layout(root: str, what: str, derivative: bool = False):
-    """pybids' index of ``root``, after checking that it is a BIDS dataset at all."""
+def _layout(root: str, derivative: bool = False):
+    """pybids' index of ``root`` (file names only), after checking that it is BIDS at all."""
     from bids import BIDSLayout, BIDSLayoutIndexer
 
     description = Path(root) / "dataset_description.json"
     if not description.is_file():
-        raise ValueError(f"{what} {root}: not a BIDS dataset (no dataset_description.json)")
+        raise ValueError(f"{root}: not a BIDS dataset (no dataset_description.json)")
     try:
         json.loads(description.read_text())
-        return BIDSLayout(
-            root,
-            is_derivative=False,
-            config=["bids", "derivatives"] if derivative else ["bids"],
-            indexer=BIDSLayoutIndexer(validate=False, index_metadata=False),
-        )
-    except Exception as err:  # pybids raises its own types for a malformed dataset
-        raise ValueError(f"{what} {root}: not a readable BIDS dataset ({err})") from None
+    except ValueError as err:
+        raise ValueError(f"{description}: not valid JSON ({err})") from None
+    return BIDSLayout(
+        root,
+        is_derivative=False,  # True would also demand GeneratedBy of a labels dataset
+        config=["bids", "derivatives"] if derivative else ["bids"],
+        indexer=BIDSLayoutIndexer(validate=False, index_metadata=False),
+    )
 
 
 def _entity_table(files: list) -> pd.DataFrame:
-    """path and the filter entities (None where absent; runs as text without padding)."""
+    """path, desc, space and the filter entities of each file (None where absent; runs as
+    unpadded numbers, like the filters)."""
     rows = []
     for file in files:
         entities = file.get_entities()
-        row = {"path": file.path, "desc": entities.get("desc")}
+        row = {"path": file.path, "desc": entities.get("desc"), "space": entities.get("space")}
         for key in ENTITIES:
             value = entities.get(key)
-            row[key] = None if value is None else str(int(value) if key == "run" else value)
+            row[key] = None if value is None else _label(key, value)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["path", "desc", *ENTITIES])
+    return pd.DataFrame(rows, columns=["path", "desc", "space", *ENTITIES])
 
 
-def _filter_text(settings: Mapping) -> str:
-    chosen = [f"{key}={list(settings[key])}" for key in ENTITIES if settings[key]]
-    return ", ".join(chosen) or "no filter"
+def _label(key: str, value) -> str:
+    """An entity value as the filters compare it: runs unpadded, subjects without "sub-"."""
+    return str(int(value)) if key == "run" else str(value).removeprefix("sub-")
 
 
 def find_t1w(settings: Mapping) -> pd.DataFrame:
-    """The T1w images of ``settings["root"]`` passing the filters: unit, path and entities.
+    """The T1w images of ``settings["root"]`` passing the filters: path, entities and unit.
 
-    Raises ``ValueError`` naming the root (and the filter) when it is not BIDS or nothing passes.
+    Raises ``ValueError`` naming the root, and the filter when nothing passes it.
     """
     root = settings["root"]
-    layout = _layout(root, "bids.root")
-    images = _entity_table(layout.get(suffix="T1w", datatype="anat", extension=NIFTI))
-    for key in ENTITIES:
-        wanted = {str(int(v)) if key == "run" else str(v) for v in settings[key]}
-        if key == "subject":
-            wanted = {v.removeprefix("sub-") for v in wanted}
-        if wanted:
-            images = images[images[key].isin(wanted)]
+    images = _entity_table(_layout(root).get(suffix="T1w", datatype="anat", extension=NIFTI))
+    chosen = {key: settings[key] for key in ENTITIES if settings[key]}
+    for key, values in chosen.items():
+        images = images[images[key].isin({_label(key, v) for v in values})]
     if images.empty:
-        raise ValueError(f"bids.root {root}: no T1w image matches the filter {_filter_text(settings)}")
+        what = " ".join(f"{key}={list(values)}" for key, values in chosen.items())
+        raise ValueError(
+            f"{root}: no T1w image matches the filter {what}"
+            if chosen
+            else f"{root}: no T1w image (sub-<label>/[ses-<label>/]anat/*_T1w.nii[.gz])"
+        )
     units = images["path"].map(lambda p: re.sub(r"_T1w\.nii(\.gz)?$", "", Path(p).name))
+    twins = sorted(units[units.duplicated()])
+    if twins:
+        raise ValueError(f"{root}: T1w images {twins} are there as both .nii and .nii.gz")
     return images.assign(unit=units).sort_values("unit").reset_index(drop=True)
 
 
 def match_labels(images: pd.DataFrame, labels_root: str, desc: str = "") -> list[str]:
-    """Each image's dseg from ``labels_root`` with the same entities ('' where there is none).
+    """Each image's dseg in ``labels_root`` ('' where there is none): the one with the same
+    subject, session, acquisition and run, on the T1w's grid (no space entity, or space-T1w),
+    and with ``desc`` when given.
 
     Raises ``ValueError`` naming the image when several label files match it.
     """
-    layout = _layout(labels_root, "bids.labels", derivative=True)
-    dsegs = _entity_table(layout.get(suffix="dseg", extension=NIFTI))
+    dsegs = _entity_table(_layout(labels_root, derivative=True).get(suffix="dseg", extension=NIFTI))
+    keep = dsegs["space"].fillna("T1w") == "T1w"
     if desc:
-        dsegs = dsegs[dsegs["desc"] == desc]
+        keep &= dsegs["desc"] == desc
+    dsegs = dsegs[keep]
     keys = list(ENTITIES)
     pairs = (
         images[["path", *keys]]
@@ -117,7 +126,7 @@ def match_labels(images: pd.DataFrame, labels_root: str, desc: str = "") -> list
         matches = sorted(matches.dropna())
         if len(matches) > 1:
             raise ValueError(
-                f"{path}: several label files match it in bids.labels {labels_root} "
+                f"{path}: several label files of bids.labels {labels_root} match it "
                 f"({', '.join(matches)}); choose one with bids.labels_desc"
             )
         found.append(matches[0] if matches else "")
@@ -128,9 +137,10 @@ def bids_table(settings: Mapping, train: bool) -> pd.DataFrame:
     """The subject table of a BIDS dataset: subject (the unit), cohort (the participant),
     split, t1, labels ('' where none).
 
-    With ``train``, the participants with labels are split by ``settings["split"]`` (all units
-    of a participant in one split, so no participant is both trained on and tested); units
-    without labels, and every unit with pretrained models, are test units.
+    With ``train``, the participants with labels are split by ``settings["split"]`` (all
+    labelled units of a participant in one split, so none is both trained on and scored);
+    units without labels (segmented and measured, never scored), and every unit when the
+    models are pretrained, are test units.
     """
     images = find_t1w(settings)
     labels = (
@@ -151,9 +161,8 @@ def bids_table(settings: Mapping, train: bool) -> pd.DataFrame:
         labelled = table[table["labels"] != ""]
         if labelled.empty:
             raise ValueError(
-                f"bids.labels {settings['labels']!r}: no T1w image of bids.root "
-                f"{settings['root']} has labels, so nothing can be trained; "
-                "give a labels dataset or pretrained models"
+                f"{settings['labels'] or settings['root']}: no T1w image has labels (bids.labels), "
+                "so nothing can be trained; give a labels dataset or pretrained models"
             )
         participants = labelled[["cohort"]].drop_duplicates().assign(subject=lambda t: t.cohort)
         split = stratified_split(

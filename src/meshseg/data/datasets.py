@@ -55,8 +55,8 @@ def resolve_dataset(config: Mapping, layout: Mapping[str, str]) -> pd.DataFrame:
     """The subject table of ``config["dataset"]``: subject, cohort, split, t1, labels.
 
     ``layout`` holds the ``t1`` and ``labels`` path templates of the demo and Mindboggle-101
-    subjects (fields ``cohort``, ``subject``, ``label_file``). ``labels`` is '' for a folder
-    subject without a label file (folder, bids). With ``config["pretrained"]`` nothing is trained, so no
+    subjects (fields ``cohort``, ``subject``, ``label_file``). ``labels`` is '' for a folder or
+    bids subject without a label file. With ``config["pretrained"]`` nothing is trained, so no
     training subject is required. Raises ``ValueError`` naming the sheet or the pattern.
     """
     settings, train = config[config["dataset"]], not config["pretrained"]

@@ -26,6 +26,7 @@ import pandas as pd
 from meshseg import __version__
 from meshseg.image.io import atomic_path, write_table, write_text
 from meshseg.labels import load_labelset
+from meshseg.report.evaluation import volume_table
 
 BIDS_VERSION = "1.10.0"
 RAW = "raw"  # the source dataset's name in DatasetLinks and in bids:raw:<path> URIs
@@ -49,7 +50,9 @@ def source_uri(path: str | os.PathLike, root: str | os.PathLike) -> str:
     return f"bids:{RAW}:{Path(os.path.relpath(path, root)).as_posix()}"
 
 
-def write_description(out_dir: str | os.PathLike, root: str, checkpoints: Mapping[str, str]) -> None:
+def write_description(
+    out_dir: str | os.PathLike, root: str, checkpoints: Mapping[str, str]
+) -> None:
     """``dataset_description.json`` (GeneratedBy: meshseg, its version and every model's
     checkpoint with its sha256), ``README`` and ``.bidsignore`` of the derivatives dataset."""
     out_dir, source = Path(out_dir), Path(root).resolve().as_uri()
@@ -65,8 +68,8 @@ def write_description(out_dir: str | os.PathLike, root: str, checkpoints: Mappin
             {
                 "Name": "meshseg",
                 "Version": __version__,
-                "Description": "MeshNet / U-Net brain segmentation; models: "
-                + ", ".join(f"{m['Name']} ({m['Checkpoint']}, sha256 {m['SHA256']})" for m in models),
+                "Description": "MeshNet / U-Net brain MRI segmentation; desc-<model> names the "
+                "model, Models lists each with its checkpoint and sha256",
                 "Models": models,
             }
         ],
@@ -113,18 +116,15 @@ def write_dseg(labels: str | os.PathLike, t1: str, root: str, space: str, out: M
     write_json(sidecar, out["json"])
 
 
-def image_volumes(metrics: str | os.PathLike) -> pd.DataFrame:
-    """index, name, volume_mm3 of every structure (not the background, id 0) of a metrics table
-    (meshseg.report.evaluation.evaluate_subject: predicted volumes in conformed space)."""
-    table = pd.read_csv(metrics, sep="\t", keep_default_na=False)
-    table = table[table["id"] != 0]
-    return pd.DataFrame(
-        {"index": table["id"], "name": table["name"], "volume_mm3": table["predicted_mm3"]}
-    )
-
-
-def write_image_volumes(metrics: str | os.PathLike, path: str | os.PathLike) -> None:
-    write_table(image_volumes(metrics), path)
+def write_image_volumes(
+    labels: str | os.PathLike, labelset_name: str, path: str | os.PathLike
+) -> None:
+    """index, name, volume_mm3 of every structure (class 0, the background, left out) of a
+    conformed label map (1 mm voxels: whole mm^3, written exactly)."""
+    table = volume_table(labels, load_labelset(labelset_name))
+    table = table[table["class"] != 0]
+    volumes = table.rename(columns={"id": "index", "predicted_mm3": "volume_mm3"})
+    write_table(volumes[["index", "name", "volume_mm3"]], path, float_format=None)
 
 
 def write_group_volumes(units: list[str], volumes: list[str], path: str | os.PathLike) -> None:
@@ -140,4 +140,4 @@ def write_group_volumes(units: list[str], volumes: list[str], path: str | os.Pat
     table = pd.DataFrame(rows)
     if (table["session_id"] == "n/a").all():
         table = table.drop(columns="session_id")
-    write_table(table, path)
+    write_table(table, path, float_format=None)
