@@ -3,16 +3,20 @@
 The shipped config/config.yaml, the baby overrides of tests/config/config.yaml over it (unless
 ``baby`` is false), then a file of the test's own ``overrides``. Snakemake merges them in that
 order, key by key. The last file also gives the demo sheet as an absolute path, since relative
-paths are read from the run's directory.
+paths are read from the run's directory. ``snakemake_command`` (meshseg.workflow, which
+``meshseg bids`` runs too) puts them on a command line.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml
 from snakemake.utils import update_config
+
+from meshseg.workflow import snakemake_command
+
+__all__ = ["SUBJECT_JOBS", "config_args", "snakemake_command"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config/config.yaml"
@@ -35,20 +39,3 @@ def config_args(path: Path, overrides: dict | None = None, baby: bool = True) ->
     update_config(last, overrides or {})
     path.write_text(yaml.safe_dump(last))
     return ["--configfile", str(SHIPPED), *([str(BABY)] if baby else []), str(path)]
-
-
-def snakemake_command(workdir: Path, config: list[str], *args: str) -> list[str]:
-    """``python -m snakemake`` on this workflow in ``workdir``: ``config`` (the ``--configfile``
-    arguments of :func:`config_args`), then ``args`` (targets and flags)."""
-    snakefile = str(ROOT / "Snakefile")
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        snakefile,
-        "--directory",
-        str(workdir),
-        *config,
-        *args,
-    ]
