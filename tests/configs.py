@@ -9,6 +9,7 @@ paths are read from the run's directory. ``snakemake_command`` (meshseg.workflow
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -16,7 +17,7 @@ from snakemake.utils import update_config
 
 from meshseg.workflow import snakemake_command
 
-__all__ = ["SUBJECT_JOBS", "config_args", "snakemake_command"]
+__all__ = ["SUBJECT_JOBS", "config_args", "scheduled_jobs", "snakemake_command"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config/config.yaml"
@@ -39,3 +40,16 @@ def config_args(path: Path, overrides: dict | None = None, baby: bool = True) ->
     update_config(last, overrides or {})
     path.write_text(yaml.safe_dump(last))
     return ["--configfile", str(SHIPPED), *([str(BABY)] if baby else []), str(path)]
+
+
+def scheduled_jobs(output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists (a group job's members are indented)."""
+    jobs, rule = set(), None
+    for line in output.splitlines():
+        if match := re.match(r"^\s*(?:local)?rule (\w+):", line):
+            rule = match.group(1)
+            jobs.add((rule, ""))
+        elif rule and (match := re.match(r"^\s+wildcards: (.*)", line)):
+            jobs.discard((rule, ""))
+            jobs.add((rule, match.group(1)))
+    return jobs
