@@ -1,6 +1,6 @@
 rule bids_description:
     """dataset_description.json (GeneratedBy: meshseg's version, each model's checkpoint and
-    sha256; SourceDatasets: bids.root), README and .bidsignore of the derivatives dataset."""
+    sha256; SourceDatasets: bids.root's URL), README and .bidsignore of the derivatives dataset."""
     input:
         checkpoints=get_checkpoints,
     output:
@@ -15,7 +15,7 @@ rule bids_description:
         mem_mb=500,
         runtime=5,
     params:
-        root=config["bids"]["root"],
+        source=get_bids_source_url(),
         models=MODELS,
     script:
         "../workflow/scripts/bids_description.py"
@@ -43,7 +43,6 @@ rule bids_dseg:
     sidecar naming the source T1w (Sources, SpatialReference) and the model's checkpoint."""
     input:
         labels=get_space_labels,
-        t1=get_raw_t1,
         checkpoint=get_checkpoint,
     output:
         nifti=path("bids_dseg"),
@@ -56,7 +55,7 @@ rule bids_dseg:
         mem_mb=500,
         runtime=5,
     params:
-        root=config["bids"]["root"],
+        t1=get_bids_source_t1,
     script:
         "../workflow/scripts/bids_dseg.py"
 

@@ -85,8 +85,8 @@ def log_path(key, **wildcards):
     (results/prepared/{subject}/t1.nii.gz -> logs/prepared/{subject}/t1.log; the BIDS outputs'
     under logs/bids/)."""
     relative = path(key, **wildcards)
-    if relative.startswith(BIDS_OUT + "/"):
-        relative = "bids/" + relative[len(BIDS_OUT) + 1 :]
+    bids_file = relative.removeprefix(f"{BIDS_OUT}/")
+    relative = f"bids/{bids_file}" if bids_file != relative else relative
     relative = re.sub(r"^(results|resources)/", "", relative)
     stem = re.sub(r"\.[^/]*$", "", relative)  # every extension: .nii.gz, .{ext}
     return f"logs/{stem}.log"
@@ -328,6 +328,16 @@ def get_space_labels(wildcards):
     """The predicted labels in the dseg's space: on the T1w's grid, or conformed."""
     key = "predicted_native" if wildcards.space == "T1w" else "predicted"
     return path(key, model=wildcards.model, subject=wildcards.subject)
+
+
+def get_bids_source_url():
+    """bids.root as a file:// URL (the derivatives dataset's SourceDatasets)."""
+    return Path(config["bids"]["root"]).resolve().as_uri()
+
+
+def get_bids_source_t1(wildcards):
+    """A unit's T1w image as a path inside bids.root (sub-01/anat/sub-01_T1w.nii.gz)."""
+    return Path(os.path.relpath(get_raw_t1(wildcards), config["bids"]["root"])).as_posix()
 
 
 def get_bids_volume_tables(wildcards):

@@ -31,7 +31,8 @@ def test_the_description_names_meshseg_its_models_and_the_source(tmp_path):
     checkpoint.parent.mkdir()
     checkpoint.write_bytes(b"weights")
     out = tmp_path / "bids" / "derivatives" / "meshseg"
-    write_description(out, str(tmp_path / "bids"), {"meshnet": str(checkpoint)})
+    source = (tmp_path / "bids").as_uri()
+    write_description(out, source, {"meshnet": str(checkpoint)})
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
     (generated,) = description["GeneratedBy"]
@@ -39,7 +40,7 @@ def test_the_description_names_meshseg_its_models_and_the_source(tmp_path):
     assert generated["Models"] == [
         {"Name": "meshnet", "Checkpoint": str(checkpoint), "SHA256": sha256(checkpoint)}
     ]
-    assert description["SourceDatasets"] == [{"URL": (tmp_path / "bids").as_uri()}]
+    assert description["SourceDatasets"] == [{"URL": source}]
     assert (out / ".bidsignore").read_text() == "*_volumes.tsv\n"
     assert (out / "README").read_text().strip()
 
@@ -57,8 +58,7 @@ def test_the_lookup_lists_every_class_with_its_id_and_colour(tmp_path):
 
 
 def test_a_dseg_is_the_label_map_with_a_sidecar_naming_its_source(tmp_path):
-    root = tmp_path / "bids"
-    t1 = root / "sub-01" / "ses-2" / "anat" / "sub-01_ses-2_T1w.nii.gz"
+    t1 = "sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz"
     labels = small_t1(tmp_path / "labels_native.nii.gz", dtype=np.uint8)
     checkpoint = tmp_path / "meshnet.pt"
     checkpoint.write_bytes(b"weights")
@@ -68,13 +68,13 @@ def test_a_dseg_is_the_label_map_with_a_sidecar_naming_its_source(tmp_path):
         "model": "meshnet",
         "checkpoint": str(checkpoint),
     }
-    write_dseg(labels, str(t1), str(root), "T1w", out)
+    write_dseg(labels, t1, "T1w", out)
     assert out["nifti"].read_bytes() == labels.read_bytes()
     sidecar = json.loads(out["json"].read_text())
-    source = "bids:raw:sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz"
+    source = f"bids:raw:{t1}"
     assert sidecar["Sources"] == [source] and sidecar["SpatialReference"] == source
     assert sidecar["Model"] == {"Name": "meshnet", "SHA256": sha256(checkpoint)}
-    write_dseg(labels, str(t1), str(root), "conformed", out)
+    write_dseg(labels, t1, "conformed", out)
     conformed = json.loads(out["json"].read_text())["SpatialReference"]
     assert conformed != source and conformed.endswith(source) and "conformed" in conformed
 

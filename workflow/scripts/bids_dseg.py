@@ -4,8 +4,7 @@ from meshseg.report.bids import write_dseg
 log_to(snakemake.log[0])
 write_dseg(
     snakemake.input.labels,
-    snakemake.input.t1,
-    snakemake.params.root,
+    snakemake.params.t1,
     snakemake.wildcards.space,
     {
         "nifti": snakemake.output.nifti,

@@ -45,17 +45,13 @@ def write_json(data: Mapping, path: str | os.PathLike) -> None:
     write_text(json.dumps(data, indent=2) + "\n", path)
 
 
-def source_uri(path: str | os.PathLike, root: str | os.PathLike) -> str:
-    """``bids:raw:sub-01/anat/sub-01_T1w.nii.gz``: a file of the source dataset as a BIDS URI."""
-    return f"bids:{RAW}:{Path(os.path.relpath(path, root)).as_posix()}"
-
-
 def write_description(
-    out_dir: str | os.PathLike, root: str, checkpoints: Mapping[str, str]
+    out_dir: str | os.PathLike, source: str, checkpoints: Mapping[str, str]
 ) -> None:
     """``dataset_description.json`` (GeneratedBy: meshseg, its version and every model's
-    checkpoint with its sha256), ``README`` and ``.bidsignore`` of the derivatives dataset."""
-    out_dir, source = Path(out_dir), Path(root).resolve().as_uri()
+    checkpoint with its sha256; SourceDatasets: the ``source`` dataset's URL), ``README`` and
+    ``.bidsignore`` of the derivatives dataset in ``out_dir``."""
+    out_dir = Path(out_dir)
     models = [
         {"Name": name, "Checkpoint": str(path), "SHA256": file_sha256(path)}
         for name, path in checkpoints.items()
@@ -98,13 +94,14 @@ def write_lookup(labelset_name: str, path: str | os.PathLike) -> None:
     write_table(table, path)
 
 
-def write_dseg(labels: str | os.PathLike, t1: str, root: str, space: str, out: Mapping) -> None:
+def write_dseg(labels: str | os.PathLike, t1: str, space: str, out: Mapping) -> None:
     """Copy a label map to ``out["nifti"]`` and write its sidecar ``out["json"]``.
 
-    ``space`` is ``T1w`` (labels on the source image's grid) or ``conformed``; ``out`` also
-    names the ``model`` and its ``checkpoint``.
+    ``t1`` is the source T1w image's path in the source dataset (``sub-01/anat/...``), named
+    as the BIDS URI ``bids:raw:<t1>``; ``space`` is ``T1w`` (labels on its grid) or
+    ``conformed``; ``out`` also names the ``model`` and its ``checkpoint``.
     """
-    source = source_uri(t1, root)
+    source = f"bids:{RAW}:{t1}"
     with atomic_path(out["nifti"]) as tmp:
         shutil.copyfile(labels, tmp)
     sidecar = {
