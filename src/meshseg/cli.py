@@ -163,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         "analysis_level", choices=["participant"], help="participant (writes the group table too)"
     )
     bids.add_argument(
-        "--participant-label", nargs="+", default=[], help='subjects ("sub-" optional); default all'
+        "--participant-label",
+        "--participant_label",
+        nargs="+",
+        default=[],
+        help='subjects ("sub-" optional); default all',
     )
     bids.add_argument("--model", required=True, help="checkpoint; desc-<its architecture>")
     bids.add_argument("--labelset", default="", help="default: the checkpoint's label set")

@@ -31,6 +31,12 @@ def test_every_t1w_image_is_a_unit_named_by_its_entities(root):
     assert images["run"].fillna("").tolist() == ["", "", "1", "2"]
 
 
+def test_t1w_images_of_derivatives_and_sourcedata_are_not_units(root):
+    for folder in ("derivatives/fmriprep", "sourcedata"):
+        small_t1(root / folder / "sub-01" / "anat" / "sub-01_desc-preproc_T1w.nii.gz")
+    assert find_t1w(settings(root))["unit"].tolist() == list(IMAGES)
+
+
 @pytest.mark.parametrize(
     "changes,units",
     [
