@@ -82,6 +82,20 @@ def test_a_folder_that_is_not_bids_is_one_line_naming_it(tmp_path):
     assert everything_in(tmp_path) == before
 
 
+def test_a_dataset_without_t1w_images_is_named(tmp_path):
+    root = tmp_path / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.10.0"}')
+    with pytest.raises(ValueError, match=rf"^{root}: no T1w image \(sub-<label>/"):
+        find_t1w(settings(root))
+
+
+def test_the_same_image_as_nii_and_nii_gz_is_refused(root):
+    small_t1(anat(root, "sub-02_run-1") / "sub-02_run-1_T1w.nii")
+    with pytest.raises(ValueError, match=r"T1w images \['sub-02_run-1'\] are there as both"):
+        find_t1w(settings(root))
+
+
 def test_a_broken_dataset_description_is_named(root):
     (root / "dataset_description.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"dataset_description.json: not valid JSON") as info:

@@ -17,10 +17,14 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from meshseg.data.splits import stratified_split
+
+if TYPE_CHECKING:
+    from bids import BIDSLayout
 
 ENTITIES = ("subject", "session", "acquisition", "run")  # the filters, in BIDS order
 NIFTI = [".nii", ".nii.gz"]
@@ -41,7 +45,7 @@ def anat_dir(unit: str) -> str:
     return f"sub-{match['subject']}/{session}anat"
 
 
-def _layout(root: str, derivative: bool = False):
+def _layout(root: str, derivative: bool = False) -> BIDSLayout:
     """pybids' index of ``root`` (file names only), after checking that it is BIDS at all."""
     from bids import BIDSLayout, BIDSLayoutIndexer
 
@@ -74,7 +78,7 @@ def _entity_table(files: list) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["path", "desc", "space", *ENTITIES])
 
 
-def _label(key: str, value) -> str:
+def _label(key: str, value: object) -> str:
     """An entity value as the filters compare it: runs unpadded, subjects without "sub-"."""
     return str(int(value)) if key == "run" else str(value).removeprefix("sub-")
 
@@ -158,16 +162,17 @@ def bids_table(settings: Mapping, train: bool) -> pd.DataFrame:
         }
     )
     if train:
-        labelled = table[table["labels"] != ""]
-        if labelled.empty:
+        labelled = table["labels"] != ""
+        if not labelled.any():
             raise ValueError(
                 f"{settings['labels'] or settings['root']}: no T1w image has labels (bids.labels), "
                 "so nothing can be trained; give a labels dataset or pretrained models"
             )
-        participants = labelled[["cohort"]].drop_duplicates().assign(subject=lambda t: t.cohort)
+        participants = table.loc[labelled, "cohort"].drop_duplicates()
         split = stratified_split(
-            participants.assign(cohort="bids"), settings["split"], settings["split_seed"]
+            pd.DataFrame({"subject": participants, "cohort": "bids"}),
+            settings["split"],
+            settings["split_seed"],
         ).set_index("subject")["split"]
-        has_labels = table["labels"] != ""
-        table.loc[has_labels, "split"] = table.loc[has_labels, "cohort"].map(split)
+        table.loc[labelled, "split"] = table.loc[labelled, "cohort"].map(split)
     return table.set_index("subject", drop=False)
