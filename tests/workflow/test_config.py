@@ -142,3 +142,12 @@ def test_a_bids_root_that_is_not_bids_or_a_filter_that_matches_nothing_stops_bef
     assert f"{root}: {problem}" in output, output[-3000:]
     assert_no_job_ran(output, tmp_path / "run")
     assert everything_in(root) == before
+
+
+def test_a_model_name_that_is_no_bids_label_stops_before_any_job(tmp_path):
+    root = make_bids_dataset(tmp_path / "study")
+    changes = {"dataset": "bids", "bids.root": str(root)}
+    status, output = dry_run(tmp_path, **changes, pretrained={"mesh_net": "meshnet.pt"})
+    assert status != 0
+    assert "model names ['mesh_net'] must be alphanumeric (BIDS desc labels)" in output, output
+    assert_no_job_ran(output, tmp_path / "run")
