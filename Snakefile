@@ -22,6 +22,7 @@ include: "rules/infer.smk"
 include: "rules/evaluate.smk"
 include: "rules/experiment.smk"
 include: "rules/report.smk"
+include: "rules/bids.smk"
 
 
 # Small table, figure and model-card jobs run where snakemake runs, never as cluster jobs.
@@ -35,6 +36,11 @@ localrules:
     plot_training_curves,
     plot_overlay,
     summarise_claims,
+    bids_description,
+    bids_lookup,
+    bids_dseg,
+    bids_volumes,
+    bids_group_volumes,
 
 
 ##### target rules #####
@@ -51,3 +57,10 @@ rule segment:
     on each subject's own T1 grid and the volume table, without the experiments."""
     input:
         get_segmentations,
+
+
+rule bids:
+    """dataset bids: the BIDS-Derivatives dataset (bids.output) of every image that passes the
+    filters, without the comparison tables and figures."""
+    input:
+        get_bids_outputs,

@@ -14,6 +14,7 @@ validate(config, "../config/schema.yaml")
 # data layer (pandas, nibabel), never torch.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from meshseg.data.bids import anat_dir, output_root  # noqa: E402
 from meshseg.data.datasets import data_licence, resolve_dataset  # noqa: E402
 
 DATASET = config[config["dataset"]]  # the settings block of the chosen dataset
@@ -21,11 +22,18 @@ DATASET = config[config["dataset"]]  # the settings block of the chosen dataset
 PRETRAINED = config["pretrained"]
 TRAINED = {} if PRETRAINED else config["models"]  # name -> model spec, trained here
 MODELS = list(PRETRAINED or TRAINED)  # the names of the models this run compares
+IS_BIDS = config["dataset"] == "bids"
+# The BIDS-Derivatives dataset of a bids run (rules/bids.smk); model names become desc-<model>.
+BIDS_OUT = output_root(config["bids"]).rstrip("/")
+if IS_BIDS and not all(re.fullmatch("[A-Za-z0-9]+", m) for m in MODELS):
+    raise ValueError(f"dataset bids: model names {MODELS} must be alphanumeric (BIDS desc labels)")
 
 
 wildcard_constraints:
     subject=r"[^/]+",
     model="|".join(re.escape(m) for m in MODELS),
+    anat=r"sub-[A-Za-z0-9]+(?:/ses-[A-Za-z0-9]+)?/anat",
+    space="T1w|conformed",
 
 
 ##### paths #####
@@ -56,6 +64,14 @@ PATHS = {
     "figure": "results/figures/{name}.png",
     "reference_speed": "results/reference_speed.tsv",
     "claims": "results/claims.tsv",
+    "bids_description": f"{BIDS_OUT}/dataset_description.json",
+    "bids_readme": f"{BIDS_OUT}/README",
+    "bids_ignore": f"{BIDS_OUT}/.bidsignore",
+    "bids_lookup": f"{BIDS_OUT}/desc-{{model}}_dseg.tsv",
+    "bids_dseg": f"{BIDS_OUT}/{{anat}}/{{subject}}_space-{{space}}_desc-{{model}}_dseg.nii.gz",
+    "bids_sidecar": f"{BIDS_OUT}/{{anat}}/{{subject}}_space-{{space}}_desc-{{model}}_dseg.json",
+    "bids_volumes": f"{BIDS_OUT}/{{anat}}/{{subject}}_desc-{{model}}_volumes.tsv",
+    "bids_group_volumes": f"{BIDS_OUT}/desc-{{model}}_volumes.tsv",
 }
 
 
@@ -66,8 +82,12 @@ def path(key, **wildcards):
 
 def log_path(key, **wildcards):
     """The log of the job writing ``PATHS[key]``, the same path under logs/ and ending .log
-    (results/prepared/{subject}/t1.nii.gz -> logs/prepared/{subject}/t1.log)."""
-    relative = re.sub(r"^(results|resources)/", "", path(key, **wildcards))
+    (results/prepared/{subject}/t1.nii.gz -> logs/prepared/{subject}/t1.log; the BIDS outputs'
+    under logs/bids/)."""
+    relative = path(key, **wildcards)
+    bids_file = relative.removeprefix(f"{BIDS_OUT}/")
+    relative = f"bids/{bids_file}" if bids_file != relative else relative
+    relative = re.sub(r"^(results|resources)/", "", relative)
     stem = re.sub(r"\.[^/]*$", "", relative)  # every extension: .nii.gz, .{ext}
     return f"logs/{stem}.log"
 
@@ -80,15 +100,15 @@ RAW_LAYOUT = {"t1": PATHS["raw_t1"], "labels": PATHS["raw_labels"]}
 
 
 def get_sheet_files(wildcards):
-    """The subject sheet file, if there is one (a folder dataset may be split in memory)."""
-    return [DATASET["sheet"]] if DATASET["sheet"] else []
+    """The subject sheet file, if there is one (folder and bids datasets may be split in memory)."""
+    return [DATASET["sheet"]] if DATASET.get("sheet") else []
 
 
 def subject_table():
     """The run's subjects: subject, cohort, split, t1, labels (meshseg.data.datasets)."""
     if FETCHED:
         checkpoints.split_subjects.get()
-    sheet = DATASET["sheet"]
+    sheet = DATASET.get("sheet", "")
     return resolved_table(os.stat(sheet).st_mtime_ns if os.path.exists(sheet) else None)
 
 
@@ -127,14 +147,14 @@ def get_raw_t1(wildcards):
 
 
 def has_labels(subject):
-    """Every demo and Mindboggle subject has labels; folder subjects may not."""
+    """Every demo and Mindboggle subject has labels; folder and bids subjects may not."""
     return subject_file(subject, "labels") != ""
 
 
 def get_raw_labels(wildcards):
     if not has_labels(wildcards.subject):
         raise ValueError(
-            f"subject {wildcards.subject!r} has no label file matching folder.labels "
+            f"subject {wildcards.subject!r} has no label file in {config['dataset']}.labels "
             f"{DATASET['labels']!r}"
         )
     return subject_file(wildcards.subject, "labels")
@@ -281,7 +301,50 @@ def get_model_cards():
 def get_final_outputs(wildcards):
     outputs = [PATHS["comparison"], PATHS["dice"], PATHS["volumes"]]
     outputs += get_experiment_tables(None) + get_model_cards()
-    return outputs + get_report_outputs()
+    return outputs + get_report_outputs() + (get_bids_outputs(None) if IS_BIDS else [])
+
+
+##### BIDS derivatives #####
+
+
+def bids_files(key, subject, **wildcards):
+    """``PATHS[key]`` of one unit (its anat folder from its name) for every model."""
+    return expand(PATHS[key], anat=anat_dir(subject), subject=subject, model=MODELS, **wildcards)
+
+
+def get_bids_outputs(wildcards):
+    """The whole derivatives dataset: description, lookups, group tables, and per test unit its
+    label maps in both spaces with sidecars and its volume table."""
+    outputs = [PATHS["bids_description"]]
+    outputs += expand(PATHS["bids_lookup"], model=MODELS)
+    outputs += expand(PATHS["bids_group_volumes"], model=MODELS)
+    for subject in subjects_in("test"):
+        outputs += bids_files("bids_dseg", subject, space=["T1w", "conformed"])
+        outputs += bids_files("bids_volumes", subject)
+    return outputs
+
+
+def get_space_labels(wildcards):
+    """The predicted labels in the dseg's space: on the T1w's grid, or conformed."""
+    key = "predicted_native" if wildcards.space == "T1w" else "predicted"
+    return path(key, model=wildcards.model, subject=wildcards.subject)
+
+
+def get_bids_source_url():
+    """bids.root as a file:// URL (the derivatives dataset's SourceDatasets)."""
+    return Path(config["bids"]["root"]).resolve().as_uri()
+
+
+def get_bids_source_t1(wildcards):
+    """A unit's T1w image as a path inside bids.root (sub-01/anat/sub-01_T1w.nii.gz)."""
+    return Path(os.path.relpath(get_raw_t1(wildcards), config["bids"]["root"])).as_posix()
+
+
+def get_bids_volume_tables(wildcards):
+    return [
+        path("bids_volumes", anat=anat_dir(s), subject=s, model=wildcards.model)
+        for s in subjects_in("test")
+    ]
 
 
 ##### report #####

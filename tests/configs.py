@@ -3,16 +3,21 @@
 The shipped config/config.yaml, the baby overrides of tests/config/config.yaml over it (unless
 ``baby`` is false), then a file of the test's own ``overrides``. Snakemake merges them in that
 order, key by key. The last file also gives the demo sheet as an absolute path, since relative
-paths are read from the run's directory.
+paths are read from the run's directory. ``snakemake_command`` (meshseg.workflow, which
+``meshseg bids`` runs too) puts them on a command line.
 """
 
 from __future__ import annotations
 
-import sys
+import re
 from pathlib import Path
 
 import yaml
 from snakemake.utils import update_config
+
+from meshseg.workflow import snakemake_command
+
+__all__ = ["SUBJECT_JOBS", "config_args", "scheduled_jobs", "snakemake_command"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "config/config.yaml"
@@ -37,18 +42,14 @@ def config_args(path: Path, overrides: dict | None = None, baby: bool = True) ->
     return ["--configfile", str(SHIPPED), *([str(BABY)] if baby else []), str(path)]
 
 
-def snakemake_command(workdir: Path, config: list[str], *args: str) -> list[str]:
-    """``python -m snakemake`` on this workflow in ``workdir``: ``config`` (the ``--configfile``
-    arguments of :func:`config_args`), then ``args`` (targets and flags)."""
-    snakefile = str(ROOT / "Snakefile")
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        snakefile,
-        "--directory",
-        str(workdir),
-        *config,
-        *args,
-    ]
+def scheduled_jobs(output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists (a group job's members are indented)."""
+    jobs, rule = set(), None
+    for line in output.splitlines():
+        if match := re.match(r"^\s*(?:local)?rule (\w+):", line):
+            rule = match.group(1)
+            jobs.add((rule, ""))
+        elif rule and (match := re.match(r"^\s+wildcards: (.*)", line)):
+            jobs.discard((rule, ""))
+            jobs.add((rule, match.group(1)))
+    return jobs

@@ -8,11 +8,12 @@ reads every module's imports and checks this):
    ``metrics`` (Dice and volumes, pure numpy: training's validation and the report share
    them) and ``logs`` (a job's log file);
 1. ``image/``: NIfTI and atomic file I/O, conform, native grid, intensity, prepare;
-2. ``data/``: demo, OSF, folder, subject sheets, splits, datasets;
+2. ``data/``: demo, OSF, folder, BIDS, subject sheets, splits, datasets;
 3. ``nn/``: models, training crops, training, subvolumes, vote, inference, fusion, runtime,
    checkpoint, export;
-4. ``report/``: evaluation, tables, figures, claims, model cards, experiments;
-5. ``pipeline``: a new T1 end to end, through every stage (``meshseg segment``);
+4. ``report/``: evaluation, tables, figures, claims, model cards, experiments, BIDS derivatives;
+5. ``pipeline``: a new T1 end to end, through every stage (``meshseg segment``); ``workflow``:
+   the Snakemake workflow run from Python (``meshseg bids``);
 6. ``cli``: the ``meshseg`` command.
 
 Subpackages re-export nothing: import from the module (``from meshseg.nn.vote import RULES``).

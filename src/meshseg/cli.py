@@ -1,5 +1,6 @@
 """Command line: ``meshseg conform IN OUT [--labels]``, ``meshseg dice PRED TRUTH``,
-``meshseg segment T1 [T1 ...] --model CKPT -o OUTDIR`` and ``meshseg export CKPT -o MODEL.onnx``."""
+``meshseg segment T1 [T1 ...] --model CKPT -o OUTDIR`` and ``meshseg export CKPT -o MODEL.onnx``;
+``meshseg bids BIDS_ROOT OUTPUT_DIR participant --model CKPT`` runs the workflow as a BIDS app."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import os
 import sys
 from collections import Counter
+from pathlib import Path
 
 from meshseg.image.conform import BACKENDS, conform_file
 from meshseg.labels import load_labelset
@@ -18,6 +20,7 @@ from meshseg.nn.runtime import DEVICES, PRECISIONS, Compute
 from meshseg.nn.vote import RULES
 from meshseg.pipeline import check_t1, segment_t1, subject_name
 from meshseg.report.evaluation import structure_table
+from meshseg.workflow import BidsRun, run_bids_app
 
 
 def _conform(args: argparse.Namespace) -> None:
@@ -54,6 +57,21 @@ def _segment(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     out = export_onnx(checkpoint.load(args.checkpoint), args.output)
     logging.info("exported %s -> %s", args.checkpoint, out)
+
+
+def _bids(args: argparse.Namespace) -> None:
+    run = BidsRun(
+        root=Path(args.bids_dir),
+        output=Path(args.output_dir),
+        checkpoint=Path(args.model),
+        work=Path(args.work_dir),
+        participants=args.participant_label,
+        labelset=args.labelset,
+        configs=[Path(c) for c in args.configfile],
+        cores=args.cores,
+    )
+    for what, where in run_bids_app(run).items():
+        logging.info("%s: %s", what, where)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +151,45 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("checkpoint")
     export.add_argument("-o", "--output", required=True, help="ONNX file to write")
     export.set_defaults(run=_export)
+
+    bids = commands.add_parser(
+        "bids",
+        help="segment a BIDS dataset into a BIDS-Derivatives dataset (a BIDS app: the "
+        "workflow's bids target)",
+    )
+    bids.add_argument("bids_dir", help="the BIDS dataset")
+    bids.add_argument("output_dir", help="the BIDS-Derivatives dataset to write")
+    bids.add_argument(
+        "analysis_level", choices=["participant"], help="participant (writes the group table too)"
+    )
+    bids.add_argument(
+        "--participant-label",
+        "--participant_label",
+        nargs="+",
+        default=[],
+        help='subjects ("sub-" optional); default all',
+    )
+    bids.add_argument("--model", required=True, help="checkpoint; desc-<its architecture>")
+    bids.add_argument("--labelset", default="", help="default: the checkpoint's label set")
+    bids.add_argument(
+        "-w",
+        "--work-dir",
+        default="work",
+        help="the workflow's working folder (default %(default)s)",
+    )
+    bids.add_argument(
+        "--configfile",
+        nargs="+",
+        default=[],
+        help="workflow config files merged over config/config.yaml (e.g. inference settings)",
+    )
+    bids.add_argument(
+        "--cores",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="CPU cores for the workflow (default: all available, %(default)s)",
+    )
+    bids.set_defaults(run=_bids)
     return parser
 
 

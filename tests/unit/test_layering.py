@@ -25,6 +25,7 @@ LAYERS = {
     "meshseg.nn": 3,
     "meshseg.report": 4,
     "meshseg.pipeline": 5,
+    "meshseg.workflow": 5,
     "meshseg.cli": 6,
 }
 LAYER_NAMES = ["base", "image", "data", "nn", "report", "pipeline", "cli"]

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.bids_dataset import make_bids_dataset
 from tests.configs import config_args, snakemake_command
+from tests.conftest import everything_in, small_t1
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -114,4 +116,38 @@ def test_a_key_of_the_other_architecture_or_whole_volume_unet_stops_before_any_j
     assert status != 0
     assert "Error validating config file" in output and problem in output, output[-3000:]
     assert f"On instance['models'][{model!r}]" in output, output[-3000:]
+    assert_no_job_ran(output, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "is_bids,subjects,problem",
+    [
+        (False, [], "not a BIDS dataset (no dataset_description.json)"),
+        (True, ["03"], "no T1w image matches the filter subject=['03']"),
+    ],
+    ids=["not-bids", "filter-matches-nothing"],
+)
+def test_a_bids_root_that_is_not_bids_or_a_filter_that_matches_nothing_stops_before_any_job(
+    tmp_path, is_bids, subjects, problem
+):
+    root = tmp_path / "study"
+    if is_bids:
+        make_bids_dataset(root)
+    else:
+        small_t1(root / "sub-01_T1w.nii.gz")
+    before = everything_in(root)
+    changes = {"dataset": "bids", "bids.root": str(root), "bids.subject": subjects}
+    status, output = dry_run(tmp_path, **changes, pretrained={"meshnet": "meshnet.pt"})
+    assert status != 0
+    assert f"{root}: {problem}" in output, output[-3000:]
+    assert_no_job_ran(output, tmp_path / "run")
+    assert everything_in(root) == before
+
+
+def test_a_model_name_that_is_no_bids_label_stops_before_any_job(tmp_path):
+    root = make_bids_dataset(tmp_path / "study")
+    changes = {"dataset": "bids", "bids.root": str(root)}
+    status, output = dry_run(tmp_path, **changes, pretrained={"mesh_net": "meshnet.pt"})
+    assert status != 0
+    assert "model names ['mesh_net'] must be alphanumeric (BIDS desc labels)" in output, output
     assert_no_job_ran(output, tmp_path / "run")

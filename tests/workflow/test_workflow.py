@@ -15,7 +15,7 @@ import pytest
 
 from meshseg.nn.models import build_model, count_parameters, model_config
 from meshseg.report.tables import COMPARISON_COLUMNS
-from tests.configs import SUBJECT_JOBS, config_args, snakemake_command
+from tests.configs import SUBJECT_JOBS, config_args, scheduled_jobs, snakemake_command
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.workflow
@@ -35,19 +35,6 @@ def snakemake(workdir: Path, *args: str) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
     return output
-
-
-def scheduled_jobs(output: str) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run lists (a group job's members are indented)."""
-    jobs, rule = set(), None
-    for line in output.splitlines():
-        if match := re.match(r"^\s*(?:local)?rule (\w+):", line):
-            rule = match.group(1)
-            jobs.add((rule, ""))
-        elif rule and (match := re.match(r"^\s+wildcards: (.*)", line)):
-            jobs.discard((rule, ""))
-            jobs.add((rule, match.group(1)))
-    return jobs
 
 
 @pytest.fixture(scope="module")

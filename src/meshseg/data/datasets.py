@@ -6,7 +6,8 @@ rules read (subject, cohort, split, t1, labels):
 - ``demo`` and ``mindboggle101``: the subject sheet, files in the Mindboggle-101 layout
   (``<cohort>_volumes/<subject>/``) that the workflow's ``layout`` templates spell;
 - ``folder``: the user's T1s found by a path pattern (:func:`find_subjects`), labels optional,
-  split by their own sheet or seeded (:func:`folder_sheet`).
+  split by their own sheet or seeded (:func:`folder_sheet`);
+- ``bids``: one unit per T1w image of a BIDS dataset (:func:`meshseg.data.bids.bids_table`).
 
 Also the Mindboggle-101 fetch as a (subject, cohort) table and each dataset's data licence.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from meshseg.data.bids import bids_table
 from meshseg.data.osf import OSFFolder, fetch_mindboggle
 from meshseg.data.splits import stratified_split
 from meshseg.data.subjects import read_subject_sheet
@@ -41,7 +43,7 @@ DATA_LICENCES = {
     "Attribution-NonCommercial-ShareAlike 3.0 (CC BY-NC-SA 3.0) per its release "
     "notes; the terms of the source cohorts (OASIS, NKI, MMRR) also apply.",
 }
-FOLDER_LICENCE = "your own data (folder dataset): state its terms here"
+FOLDER_LICENCE = "your own data (folder or bids dataset): state its terms here"
 
 
 def data_licence(dataset: str) -> str:
@@ -53,13 +55,15 @@ def resolve_dataset(config: Mapping, layout: Mapping[str, str]) -> pd.DataFrame:
     """The subject table of ``config["dataset"]``: subject, cohort, split, t1, labels.
 
     ``layout`` holds the ``t1`` and ``labels`` path templates of the demo and Mindboggle-101
-    subjects (fields ``cohort``, ``subject``, ``label_file``). ``labels`` is '' for a folder
-    subject without a label file. With ``config["pretrained"]`` nothing is trained, so no
+    subjects (fields ``cohort``, ``subject``, ``label_file``). ``labels`` is '' for a folder or
+    bids subject without a label file. With ``config["pretrained"]`` nothing is trained, so no
     training subject is required. Raises ``ValueError`` naming the sheet or the pattern.
     """
     settings, train = config[config["dataset"]], not config["pretrained"]
     if config["dataset"] == "folder":
         return _folder_table(settings, train)
+    if config["dataset"] == "bids":
+        return bids_table(settings, train)[COLUMNS]
     sheet = read_subject_sheet(settings["sheet"], require_train=train)
     files = {
         kind: [
