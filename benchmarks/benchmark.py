@@ -324,7 +324,7 @@ def main() -> None:
             r["train-fast"]["steps_per_second"],
         ),
         (
-            "  with 2 other busy processes, x the quiet step time",
+            "  step time beside 2 busy processes, x quiet",
             r["train-naive"]["steps_per_second"] / r["train-busy-naive"]["steps_per_second"],
             r["train-fast"]["steps_per_second"] / r["train-busy-fast"]["steps_per_second"],
         ),
