@@ -1,4 +1,5 @@
-"""Whole-volume inference: one fully convolutional pass over the volume's tissue box."""
+"""Whole-volume inference: one fully convolutional pass over the volume's tissue box, or,
+for a MeshNet with instance norm, over the whole volume layer by layer."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from meshseg.image.grid import nonzero_box
 from meshseg.labels import class_dtype
-from meshseg.nn.fusion import fuse_for_inference
+from meshseg.nn.fusion import ConvReLU, fuse_for_inference
 from meshseg.nn.models import require_fully_convolutional
 from meshseg.nn.runtime import Compute
 
@@ -48,9 +51,12 @@ def predict_whole(
     where that pass pads every feature map instead of the image. The classifier runs
     ``classify`` slices at a time, so at 104 classes and 256^2 only about 220 MB of logits
     are held. Needs MeshNet's ``layers`` / ``classifier`` split; a U-Net's pooling makes its
-    output depend on the tiling.
+    output depend on the tiling. A network with instance norm, whose every voxel depends on
+    the whole volume, goes to :func:`predict_layerwise` instead.
     """
     radius = require_fully_convolutional(model)
+    if model.has_instance_norm:
+        return predict_layerwise(model, image, compute)
     net = fuse_for_inference(
         model.to(compute.device), valid=True, channels_last=compute.channels_last
     )
@@ -74,7 +80,9 @@ def predict_whole(
         return out
     rows, cols = (s.stop - s.start + 2 * radius for s in box[1:])
     itemsize = torch.finfo(compute.dtype).bits // 8 if compute.dtype is not None else 4
-    per_slice = 2 * model.config.channels * rows * cols * itemsize  # two feature maps alive
+    per_slice = (
+        2 * max(model.config.per_layer("channels")) * rows * cols * itemsize
+    )  # two feature maps alive
     slab = slab or max(budget_mb * 2**20 // per_slice - 2 * radius, 1)
     for top in range(box[0].start, box[0].stop, slab):
         part = (slice(top, min(top + slab, box[0].stop)), *box[1:])
@@ -83,3 +91,85 @@ def predict_whole(
             out[at : at + len(labels), box[1], box[2]] = labels
             at += len(labels)
     return out
+
+
+def convolve_slabs(module: nn.Module, x: torch.Tensor, slab: int, compute: Compute) -> torch.Tensor:
+    """A zero-padded ("same") convolution ``module`` (Conv3d or ConvReLU; or any module that
+    maps each voxel's features alone) over the ``(C, D, H, W)`` features ``x`` (CPU),
+    ``slab`` slices of D at a time on ``compute``'s device. Each slab is read with the
+    convolution's margin, zeros beyond the volume; H and W are padded by the convolution."""
+    margin = 0
+    if isinstance(module, (nn.Conv3d, ConvReLU)):
+        margin = module.padding[0]
+        module.padding = type(module.padding)([0, *module.padding[1:]])
+    out = None
+    depth = x.shape[1]
+    for top in range(0, depth, slab):
+        bottom = min(top + slab, depth)
+        part = x[:, max(top - margin, 0) : min(bottom + margin, depth)]
+        pad = (margin - min(top, margin), margin - min(depth - bottom, margin))
+        part = F.pad(compute.to_device(part[None]), (0, 0, 0, 0, *pad))
+        result = module(part)[0].cpu()  # (C_out, bottom - top, H, W)
+        if out is None:
+            out = torch.empty((len(result), depth, *x.shape[2:]), dtype=result.dtype)
+        out[:, top:bottom] = result
+    return out
+
+
+def map_slabs_(module: nn.Module, x: torch.Tensor, slab: int) -> None:
+    """Apply the voxel-wise ``module`` (an activation) to ``(C, D, H, W)`` ``x`` in place."""
+    for top in range(0, x.shape[1], slab):
+        part = x[:, top : top + slab]
+        part.copy_(module(part.clone()))
+
+
+def instance_norm_(x: torch.Tensor, eps: float, slab: int) -> None:
+    """Normalise each channel of ``(C, D, H, W)`` ``x`` in place by its mean and biased
+    variance over the whole volume (accumulated in float64, ``slab`` slices at a time)."""
+    shape = (-1, 1, 1, 1)
+    total, squares = torch.zeros(len(x), dtype=torch.float64), 0
+    for top in range(0, x.shape[1], slab):
+        total += x[:, top : top + slab].sum((1, 2, 3), dtype=torch.float64)
+    mean = total / x[0].numel()
+    for top in range(0, x.shape[1], slab):
+        squares += ((x[:, top : top + slab].double() - mean.view(shape)) ** 2).sum((1, 2, 3))
+    scale = 1 / torch.sqrt(squares / x[0].numel() + eps)
+    for top in range(0, x.shape[1], slab):
+        part = x[:, top : top + slab]
+        part.copy_((part.double() - mean.view(shape)) * scale.view(shape))
+
+
+@torch.inference_mode()
+def predict_layerwise(
+    model: nn.Module, image: np.ndarray, compute: Compute, slab: int = 16
+) -> np.ndarray:
+    """Class index per voxel of one zero-padded ("same") pass over the whole volume, as the
+    network itself computes it, including instance norm's whole-volume statistics.
+
+    The network runs one layer at a time over the whole volume, ``slab`` slices at a time, so
+    only two feature maps are held (4 bytes x channels x voxels each: 1 GB for 15 channels at
+    256^3), on the CPU; each instance norm then normalises its layer's output in place. fp32.
+    """
+    net = fuse_for_inference(model.to(compute.device))
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]  # (1, D, H, W)
+    for layer in net.layers:
+        for module in layer:
+            if isinstance(module, (nn.Conv3d, ConvReLU)):
+                x = convolve_slabs(module, x, slab, compute)
+            elif isinstance(module, nn.InstanceNorm3d):
+                instance_norm_(x, module.eps, slab)
+            elif not isinstance(module, (nn.Identity, nn.Dropout3d)):
+                map_slabs_(module, x, slab)
+    labels = convolve_slabs(ArgmaxOf(net.classifier), x, slab, compute)[0]
+    return labels.numpy().astype(class_dtype(model.config.n_classes))
+
+
+class ArgmaxOf(nn.Module):
+    """The class index (B, 1, D, H, W) of a classifier's logits, ties to the lower index."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x).argmax(1, keepdim=True)
