@@ -29,8 +29,13 @@ ACTIVATIONS = {
     "gelu": nn.GELU,  # exact (erf)
     "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
 }
-NORMS = ("batch", "instance", "none")
 INSTANCE_EPS = 1e-5  # instance norm: mean and biased variance over D, H, W; no weights
+NORM_LAYERS = {
+    "batch": nn.BatchNorm3d,
+    "instance": lambda c: nn.InstanceNorm3d(c, eps=INSTANCE_EPS, affine=False),
+    "none": lambda c: nn.Identity(),
+}
+NORMS = tuple(NORM_LAYERS)
 
 
 @dataclass
@@ -41,9 +46,19 @@ class MeshNetConfig:
     dilations: tuple[int, ...] = (1, 1, 1, 2, 4, 8, 1)  # one 3x3x3 layer per entry
     dropout: float = 0.0  # Dropout3d after each hidden layer; > 0 is the "dropout" variant
     in_channels: int = 1  # one T1 image
-    activation: str = "relu"  # one of ACTIVATIONS
+    activation: str = "relu"  # one of ACTIVATIONS, after every hidden layer
     norm: str | list[str] = "batch"  # one of NORMS, or one per layer
     bias: bool = True  # the hidden convolutions' bias (the classifier always has one)
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown MeshNet activation {self.activation!r}; choose from {list(ACTIVATIONS)}"
+            )
+        unknown = sorted(set(self.per_layer("norm")) - set(NORMS))
+        if unknown:
+            raise ValueError(f"unknown MeshNet norm {unknown}; choose from {list(NORMS)}")
+        self.per_layer("channels")
 
     @classmethod
     def variant(cls, name: str, n_classes: int, dropout: float = 0.0) -> MeshNetConfig:
@@ -63,30 +78,15 @@ class MeshNetConfig:
         return list(value)
 
 
-def norm_layer(kind: str, channels: int) -> nn.Module:
-    """The normalisation after a hidden convolution: BatchNorm3d, InstanceNorm3d or none."""
-    if kind == "batch":
-        return nn.BatchNorm3d(channels)
-    if kind == "instance":
-        return nn.InstanceNorm3d(channels, eps=INSTANCE_EPS, affine=False)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown MeshNet norm {kind!r}; choose from {list(NORMS)}")
-
-
 class MeshNetLayer(nn.Sequential):
     """Conv3d(k=3, padding=dilation) -> norm -> activation -> Dropout3d."""
 
     def __init__(self, c_in: int, c_out: int, dilation: int, config: MeshNetConfig, norm: str):
-        if config.activation not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown MeshNet activation {config.activation!r}; choose from {list(ACTIVATIONS)}"
-            )
         super().__init__(
             nn.Conv3d(
                 c_in, c_out, kernel_size=3, padding=dilation, dilation=dilation, bias=config.bias
             ),
-            norm_layer(norm, c_out),
+            NORM_LAYERS[norm](c_out),
             ACTIVATIONS[config.activation](),
             nn.Dropout3d(config.dropout),
         )
