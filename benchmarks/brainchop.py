@@ -1,41 +1,46 @@
-"""Labels and speed of meshseg against brainchop 0.2.5's own CLI, on brainchop's TF.js models.
+"""Labels, speed and memory of meshseg against brainchop 0.2.5's own CLI, on brainchop's models.
 
 Usage::
 
     .venv/bin/python benchmarks/brainchop.py MODEL_DIR [MODEL_DIR ...] T1 \\
-        [--venv .bcvenv] [--out results/benchmarks/brainchop] [--brainchop-only] [--reuse]
+        [--venv .bcvenv] [--out results/benchmarks/brainchop] [--precision fp32] \\
+        [--threads N] [--reuse] [--meshseg-only]
 
 MODEL_DIR is a TF.js layers folder of the brainchop web app (``public/models/<name>/`` of
-github.com/neuroneural/brainchop), T1 a NIfTI T1 (its ``public/t1_crop.nii.gz``). Per model:
+github.com/neuroneural/brainchop) or one that ``meshseg export --format tfjs`` wrote; T1 a NIfTI
+T1 (its ``public/t1_crop.nii.gz``). Per model:
 
 1. brainchop's side: ``brainchop==0.2.5`` goes into its own virtualenv ``--venv`` (made if
-   missing; tinygrad's CPU backend needs ``clang`` on PATH, niimath comes from PyPI with
-   brainchop). An empty model listing is written to ``~/.cache/brainchop/models.json`` if there
-   is none: without one brainchop downloads it at import. Its CLI does not read TF.js folders:
-   ``-m DIR`` wants the ``model.pth`` of brainchop's converter (``brainchop.convert_tfjs_to_pth``,
-   which reads one ``model.bin``: the shards are concatenated into it) and, in ``model.json``,
-   its own layer config, written here from the Keras topology. mindgrab's ``_gn`` layers become
-   its GroupNorm without weights (one group per channel), and the converter's weight names
-   (conv, activation: ``model.0``, ``model.2``...) are renumbered to the CLI's (conv, norm,
+   missing; niimath comes from PyPI with it; tinygrad's CPU backend needs ``clang`` on PATH).
+   An empty model listing is written to ``~/.cache/brainchop/models.json`` if there is none:
+   without one brainchop downloads it at import. Its CLI does not read TF.js folders: ``-m DIR``
+   wants a ``model.pth`` from brainchop's converter (``brainchop.convert_tfjs_to_pth``, which
+   reads one ``model.bin``: the shards are concatenated into it) and, in ``model.json``, its own
+   layer config, written here from the Keras topology. ``_gn`` layers become its GroupNorm
+   without weights (one group per channel), and the converter's weight names (conv,
+   activation: ``model.0``, ``model.2``...) are renumbered to the CLI's (conv, norm,
    activation: ``model.0``, ``model.3``...).
 2. The T1 is conformed once the way that CLI conforms, ``niimath T1 -conform -gz 0 - -odt char``
    (256^3, 1 mm, uint8; intensities cut at the 0.98 quantile), into ``OUT/t1_niimath.nii``.
-3. brainchop's CLI segments the T1 itself (``--no-optimize``: no BEAM search). Given the model
-   as a folder (not by its name "mindgrab", which reslices to the input) and without
-   ``--inverse-conform``, it saves its labels (after its largest-component step) on its
-   niimath-conformed grid, that of step 2 (checked): no mapping back to the T1 is involved.
-4. meshseg imports the folder (``meshseg import brainchop``) and segments with one
-   whole-volume pass (``meshseg segment --mode whole``), once on the volume of step 2 with its
-   own conform skipped, so that only the network paths differ (row "niimath input"), once on
-   the T1 through meshseg's conform, FreeSurfer's 0.999 cut (row "meshseg conform"), whose
-   labels are resampled (nearest) onto step 2's grid when the grids differ.
+3. brainchop's CLI segments the T1 itself (``--no-optimize``: no BEAM search, no prompt). Given
+   the model as a folder and without ``--inverse-conform``, it saves its labels (after its
+   largest-component step) on its niimath-conformed grid, that of step 2 (checked).
+4. meshseg imports the folder (``meshseg import brainchop``, not timed, as brainchop's
+   conversion is not) and segments with one whole-volume pass (``meshseg segment --mode
+   whole``): once on the volume of step 2, which meshseg's conform leaves as it is (checked),
+   so that only the network paths differ (row "niimath input"); once on the T1 through
+   meshseg's own conform, FreeSurfer's 0.999 cut (row "meshseg conform"), whose labels are
+   resampled (nearest) onto step 2's grid if the grids differ.
 
 Agreement is the fraction of the 256^3 voxels with the same label; Dice is per class present
-in either. Wall time, CPU time (user + system) and peak memory are those of each subprocess,
-start-up, model loading and file writing included; peak memory is the largest max RSS of its
-process tree (``wait4``), not a sum. Labels and a JSON of each run stay in ``OUT/<model>/``.
-``--brainchop-only`` runs steps 1-3; ``--reuse`` takes brainchop's labels and numbers from an
-earlier run in ``OUT`` (its CLI needs minutes to an hour per model on two cores).
+in either (min and mean in the table, every class in ``OUT/<model>/dice.tsv``). Wall time,
+CPU time (user + system) and peak memory are those of each subprocess, start-up, model loading
+and file writing included; peak memory is the largest max RSS of its process tree (``wait4``),
+not a sum. ``--precision`` is meshseg's (fp32 by default, as brainchop's; ``auto`` takes bf16
+where the CPU has it). ``--reuse`` takes brainchop's labels and numbers from an earlier run in
+``OUT`` (its CLI needs minutes to an hour per model on two cores). ``--meshseg-only`` skips
+brainchop's CLI (its venv still gives niimath): the rows then compare against meshseg's
+"niimath input" labels, which measures what the two conforms change.
 """
 
 from __future__ import annotations
@@ -54,13 +59,15 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
+import torch
 
 from meshseg.image.native import resample_nearest
 from meshseg.metrics import dice_per_class
 
 BRAINCHOP = "brainchop==0.2.5"
 LISTING = Path.home() / ".cache" / "brainchop" / "models.json"
-# Run in brainchop's virtualenv: its converter, then its own key names for the CLI's MeshNet.
+# Run in brainchop's virtualenv: its converter, then its CLI MeshNet's own weight names.
 CONVERT = """
 import json, sys
 from brainchop.convert_tfjs_to_pth import convert_tfjs_to_tinygrad
@@ -74,7 +81,8 @@ net = MeshNet(1, layers[-1]["out_channels"], layers[0]["out_channels"], f"{folde
 order = lambda names: sorted(names, key=lambda k: (int(k.split(".")[1]), k))
 wanted = get_state_dict(net)
 pairs = list(zip(order(wanted), order(converted)))
-assert all(wanted[a].shape == converted[b].shape for a, b in pairs) and len(wanted) == len(converted)
+assert len(wanted) == len(converted), (sorted(wanted), sorted(converted))
+assert all(wanted[a].shape == converted[b].shape for a, b in pairs), pairs
 safe_save({a: converted[b] for a, b in pairs}, f"{folder}/model.pth")
 """
 
@@ -179,39 +187,45 @@ def brainchop_labels(model: Path, t1: Path, out: Path, bin_dir: Path) -> Run:
 # ---- meshseg's side -----------------------------------------------------------------------
 
 
-def meshseg_labels(model_dir: Path, t1: Path, conform: bool, out: Path) -> Run:
-    """meshseg's import of ``model_dir``, then one whole-volume segmentation of ``t1``.
-
-    ``conform=False``: ``t1`` is already conformed (niimath's) and goes to the network as is.
-    The import is not timed, as brainchop's conversion is not.
-    """
+def meshseg_labels(model_dir: Path, t1: Path, out: Path, settings: list[str]) -> Run:
+    """meshseg's import of ``model_dir`` (once), then one whole-volume segmentation of ``t1``
+    into ``out/meshseg_<t1 name>``; ``settings`` are more ``meshseg segment`` options."""
     meshseg = [sys.executable, "-m", "meshseg.cli"]
     checkpoint = out / "meshseg.pt"
     if not checkpoint.exists():
         command = meshseg + ["import", "brainchop", str(model_dir), "-o", str(checkpoint)]
-        subprocess.run(command, check=True)
-    folder = out / ("meshseg_conform" if conform else "meshseg_niimath")
-    command = meshseg + ["segment", str(t1), "--model", str(checkpoint), "-o", str(folder)]
-    command += ["--mode", "whole"] + ([] if conform else ["--no-conform"])
+        subprocess.run(command, check=True, capture_output=True)
     subject = t1.name.removesuffix(".gz").removesuffix(".nii")
+    folder = out / f"meshseg_{subject}"
+    command = meshseg + ["segment", str(t1), "--model", str(checkpoint), "-o", str(folder)]
+    command += ["--mode", "whole", *settings]
     return timed(command, out / f"{folder.name}.log", folder / subject / "labels_conformed.nii.gz")
 
 
+def check_untouched(run: Run, conformed: Path) -> None:
+    """Raise unless meshseg's conform left the niimath-conformed volume as it was."""
+    ours = nib.load(Path(run.labels).with_name("t1_conformed.nii.gz"))
+    theirs = nib.load(conformed)
+    if not np.array_equal(np.asarray(ours.dataobj), np.asarray(theirs.dataobj)):
+        raise RuntimeError(f"meshseg's conform changed {conformed}: the rows would not compare")
+
+
 # ---- comparison ---------------------------------------------------------------------------
+
+
+def same_grid(path: str | Path, reference: Path) -> bool:
+    """Whether the images at ``path`` and ``reference`` share shape and affine."""
+    image, grid = nib.load(path), nib.load(reference)
+    return image.shape == grid.shape and np.allclose(image.affine, grid.affine, atol=1e-3)
 
 
 def on_grid(labels_path: str, reference: Path) -> np.ndarray:
     """The labels of ``labels_path`` on ``reference``'s grid (nearest, only if they differ)."""
     labels, grid = nib.load(labels_path), nib.load(reference)
     data = np.asarray(labels.dataobj).astype(np.int64)
-    if labels.shape == grid.shape and np.allclose(labels.affine, grid.affine, atol=1e-3):
+    if same_grid(labels_path, reference):
         return data
     return resample_nearest(data, labels.affine, grid.shape, grid.affine).astype(np.int64)
-
-
-def agreement(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray]:
-    """Fraction of voxels with equal labels, and Dice per class (NaN: in neither)."""
-    return float((a == b).mean()), dice_per_class(a, b, int(max(a.max(), b.max())) + 1)
 
 
 def cpu_line() -> str:
@@ -223,20 +237,37 @@ def cpu_line() -> str:
     )
     flags = set(info.split())
     isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    import torch
-
-    bf16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return f"{model}, {os.cpu_count()} cores, {' '.join(isa) or 'no AVX2'}, native bf16 {'yes' if bf16 else 'no'}"
+    bf16 = "yes" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no"
+    return f"{model}, {os.cpu_count()} cores, {' '.join(isa) or 'no AVX2'}, native bf16 {bf16}"
 
 
-def row(name: str, reference: Run, run: Run, labels: tuple[np.ndarray, np.ndarray]) -> str:
-    same, dice = agreement(*labels)
+def row(name: str, run: Run, reference: Run | None, dice: np.ndarray, same: float) -> str:
+    """One table row: agreement and Dice with the reference labels, time, memory, speed-up."""
     scored = dice[~np.isnan(dice)]
+    speedup = f"{reference.wall_s / run.wall_s:.1f}x" if reference else "-"
     return (
-        f"| {name} | {100 * same:.5f} | {scored.min():.4f} | {scored.mean():.4f} "
-        f"| {run.wall_s:.1f} | {run.cpu_s:.1f} | {run.peak_mb:.0f} "
-        f"| {reference.wall_s / run.wall_s:.1f}x |"
+        f"| {name} | {100 * same:.4f} | {scored.min():.4f} | {scored.mean():.4f} "
+        f"| {run.wall_s:.1f} | {run.cpu_s:.1f} | {run.peak_mb:.0f} | {speedup} |"
     )
+
+
+def compare(model_dir: Path, runs: dict[str, Run], reference: str, out: Path) -> list[str]:
+    """Table rows of every run against ``runs[reference]``; per-class Dice into dice.tsv."""
+    conformed = out.parent / "t1_niimath.nii"
+    truth = on_grid(runs[reference].labels, conformed)
+    rows, table = [], {}
+    for name, run in runs.items():
+        labels = on_grid(run.labels, conformed)
+        n = int(max(truth.max(), labels.max())) + 1
+        table[name] = dice_per_class(truth, labels, n)
+        timing = runs.get("brainchop CLI")
+        rows.append(
+            row(f"{model_dir.name} | {name}", run, timing, table[name], (labels == truth).mean())
+        )
+    width = max(len(d) for d in table.values())
+    padded = {k: np.pad(v, (0, width - len(v)), constant_values=np.nan) for k, v in table.items()}
+    pd.DataFrame({"class": range(width), **padded}).to_csv(out / "dice.tsv", sep="\t", index=False)
+    return rows
 
 
 def main() -> None:
@@ -246,53 +277,44 @@ def main() -> None:
     parser.add_argument("paths", nargs="+", type=Path, help="MODEL_DIR [MODEL_DIR ...] T1")
     parser.add_argument("--venv", type=Path, default=Path(".bcvenv"))
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks/brainchop"))
-    parser.add_argument("--brainchop-only", action="store_true")
+    parser.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--reuse", action="store_true", help="brainchop's earlier labels in OUT")
+    parser.add_argument("--meshseg-only", action="store_true", help="skip brainchop's CLI")
     args = parser.parse_args()
     *model_dirs, t1 = args.paths
+    if not args.meshseg_only and not args.reuse and shutil.which("clang") is None:
+        parser.error("brainchop's CLI (tinygrad's CPU backend) needs clang on PATH")
     bin_dir = brainchop_venv(args.venv.absolute())
     args.out.mkdir(parents=True, exist_ok=True)
     conformed = niimath_conform(t1, args.out / "t1_niimath.nii", bin_dir)
-    print(f"CPU: {cpu_line()}\nT1: {t1}; niimath-conformed: {conformed}\n")
+    settings = ["--precision", args.precision, "--threads", str(args.threads)]
+    print(f"CPU: {cpu_line()}\nT1: {t1}; niimath-conformed: {conformed}")
+    print(f"meshseg: {' '.join(settings)}; reference: ", end="")
+    print("meshseg on the niimath input" if args.meshseg_only else "brainchop 0.2.5's CLI", "\n")
     print(
-        "| model | input | agreement % | min Dice | mean Dice | wall s | CPU s | peak MB | brainchop wall / wall |"
+        "| model | labels | agreement % | min Dice | mean Dice | wall s | CPU s | peak MB "
+        "| brainchop wall / wall |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for model_dir in model_dirs:
         out = args.out / model_dir.name
         out.mkdir(exist_ok=True)
-        saved = out / "brainchop.json"
+        runs, saved = {}, out / "brainchop.json"
         if args.reuse and saved.exists():
-            reference = Run(**json.loads(saved.read_text()))
-        else:
+            runs["brainchop CLI"] = Run(**json.loads(saved.read_text()))
+        elif not args.meshseg_only:
             model = brainchop_model(model_dir, out / "brainchop_model", bin_dir)
-            reference = brainchop_labels(model, t1, out.absolute(), bin_dir)
-            saved.write_text(json.dumps(asdict(reference), indent=1))
-        theirs = on_grid(reference.labels, conformed)
-        if nib.load(reference.labels).shape != (256, 256, 256) or not np.allclose(
-            nib.load(reference.labels).affine, nib.load(conformed).affine, atol=1e-3
-        ):
-            raise RuntimeError(f"{reference.labels} is not on the grid of {conformed}")
-        print(
-            f"| {model_dir.name} | brainchop CLI | 100 | 1 | 1 | {reference.wall_s:.1f} | {reference.cpu_s:.1f} | {reference.peak_mb:.0f} | 1.0x |",
-            flush=True,
-        )
-        if args.brainchop_only:
-            continue
-        for name, image, conform in (
-            ("niimath input", conformed, False),
-            ("meshseg conform", t1, True),
-        ):
-            run = meshseg_labels(model_dir, image, conform, out)
-            print(
-                row(
-                    f"{model_dir.name} | {name}",
-                    reference,
-                    run,
-                    (theirs, on_grid(run.labels, conformed)),
-                ),
-                flush=True,
-            )
+            runs["brainchop CLI"] = brainchop_labels(model, t1.absolute(), out.absolute(), bin_dir)
+            saved.write_text(json.dumps(asdict(runs["brainchop CLI"]), indent=1))
+        if "brainchop CLI" in runs and not same_grid(runs["brainchop CLI"].labels, conformed):
+            raise RuntimeError(f"{runs['brainchop CLI'].labels} is not on the grid of {conformed}")
+        runs["meshseg, niimath input"] = meshseg_labels(model_dir, conformed, out, settings)
+        check_untouched(runs["meshseg, niimath input"], conformed)
+        runs["meshseg, meshseg conform"] = meshseg_labels(model_dir, t1, out, settings)
+        reference = next(iter(runs))
+        for line in compare(model_dir, runs, reference, out):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":

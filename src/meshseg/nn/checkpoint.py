@@ -32,11 +32,13 @@ REQUIRED_KEYS = ("model", "model_config", "labelset", "step")
 DEFAULT_PATCH = 38  # crop edge of a checkpoint without a train_config: the reference's 38^3
 # What a checkpoint without a "preprocess" record expects: meshseg's own preparation.
 # normalisation: {"name": "minmax"} (the prepared volume as it is) or
-# {"name": "qnormalize", "low": 0.02, "high": 0.98} (meshseg.image.intensity.qnormalise);
+# {"name": "qnormalize", "low": 0.02, "high": 0.98} (meshseg.image.intensity.qnormalise,
+# brainchop's);
 # largest_component: keep only the largest 26-connected non-zero component of the labels;
 # inference: the mode "auto" picks (vote | whole).
 PREPROCESS = {"normalisation": {"name": "minmax"}, "largest_component": False, "inference": "vote"}
 NORMALISATIONS = ("minmax", "qnormalize")
+INFERENCE_MODES = ("vote", "whole")
 # Checkpoint keys a loaded model leaves out of LoadedModel.info: the tensors and their states.
 STATE_KEYS = ("model", "optimizer", "scheduler", "rng", "losses")
 
@@ -90,7 +92,8 @@ class LoadedModel:
 
     ``patch`` is the crop edge it was trained on, which subvolume inference uses too;
     ``info`` holds the checkpoint's other records (``step``, ``train_config``, ``train``,
-    ``curve``, ``device``, ``meshseg_version``), without the weights and optimizer state;
+    ``curve``, ``device``, ``meshseg_version``; ``source`` for an imported network,
+    meshseg.nn.tfjs), without the weights and optimizer state;
     ``preprocess`` is the checkpoint's record completed by :data:`PREPROCESS`.
     """
 
@@ -146,6 +149,11 @@ def load(path: str | os.PathLike, labelset: LabelSet | None = None) -> LoadedMod
         raise ValueError(
             f"{path}: unknown normalisation {preprocess['normalisation']}; "
             f"choose from {list(NORMALISATIONS)}"
+        )
+    if preprocess["inference"] not in INFERENCE_MODES:
+        raise ValueError(
+            f"{path}: unknown inference mode {preprocess['inference']!r}; "
+            f"choose from {list(INFERENCE_MODES)}"
         )
     patch = state.get("train_config", {}).get("patch", DEFAULT_PATCH)
     skip = (*STATE_KEYS, "model_config", "labelset", "preprocess")
