@@ -1,9 +1,10 @@
 """Inference-only networks: BatchNorm folded into the convolution before it, ReLU fused in.
 
 Each ``Conv3d -> BatchNorm3d -> ReLU`` of an ``nn.Sequential`` (every layer of meshseg's
-MeshNets, every U-Net double convolution) becomes one :class:`ConvReLU`. With eval-mode BatchNorm this is
-the same function; on the CPU it runs as one oneDNN convolution with a ReLU post-op, which
-saves two passes over every feature map (about a quarter of MeshNet's time on this CPU).
+MeshNets, every U-Net double convolution) becomes one :class:`ConvReLU`. With eval-mode
+BatchNorm this is the same function; on the CPU it runs as one oneDNN convolution with a ReLU
+post-op, which saves two passes over every feature map (about a quarter of MeshNet's time on
+this CPU). Other activations (ELU, GELU) and instance norm stay separate layers.
 oneDNN's fused kernel has no bf16 version on CPUs without native bf16 (AVX2-only x86): there
 bf16 runs PyTorch's plain convolution, then the ReLU, instead of stopping with an error.
 """

@@ -135,6 +135,11 @@ def network_input(image: np.ndarray, loaded: LoadedModel) -> np.ndarray:
     return image
 
 
+def postprocess(classes: np.ndarray, loaded: LoadedModel) -> np.ndarray:
+    """``classes`` as ``loaded``'s checkpoint finishes them: its largest component, if asked."""
+    return largest_component(classes) if loaded.preprocess["largest_component"] else classes
+
+
 def segment_file(
     loaded: LoadedModel,
     image_path: str | os.PathLike,
@@ -162,8 +167,7 @@ def segment_file(
         )
         classes = predict_volume(loaded, image, locations, config.batch_size, compute, config.vote)
         subvolumes = len(locations)
-    if loaded.preprocess["largest_component"]:
-        classes = largest_component(classes)
+    classes = postprocess(classes, loaded)
     seconds = time.perf_counter() - started
     stats = {
         "mode": mode,
