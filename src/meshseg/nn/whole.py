@@ -38,21 +38,24 @@ def predict_whole(
     compute: Compute,
     slab: int | None = None,
     classify: int = 8,
-    budget_mb: int = 2048,
+    budget_mb: int = 1536,
 ) -> np.ndarray:
     """Class index per voxel from one fully convolutional pass over the zero-surrounded volume.
 
     Only the non-zero voxels' bounding box grown by the receptive radius R is computed:
     every voxel outside it sees nothing but zeros and gets the label the network gives an
     empty input (computed once). Inside, the fused network runs unpadded ("valid")
-    convolutions over the image read R voxels further out, ``slab`` slices at a time (by
-    default as many as fit in ``budget_mb`` of features), so the labels do not depend on
-    the slabs. They equal a single zero-padded pass except within R of the volume's faces,
-    where that pass pads every feature map instead of the image. The classifier runs
-    ``classify`` slices at a time, so at 104 classes and 256^2 only about 220 MB of logits
-    are held. Needs MeshNet's ``layers`` / ``classifier`` split; a U-Net's pooling makes its
-    output depend on the tiling. A network with instance norm, whose every voxel depends on
-    the whole volume, goes to :func:`predict_layerwise` instead.
+    convolutions over the image read R voxels further out. The block streams through the
+    layers ``slab`` slices at a time (by default as many as keep about ``budget_mb`` of
+    features): each layer computes every slice once and keeps only the ``2 * dilation``
+    input slices its next chunk needs, so the labels do not depend on the slabs, nothing is
+    computed twice, and the features held are those 2R slices plus about two chunks. They
+    equal a single zero-padded pass except within R of the volume's faces, where that pass
+    pads every feature map instead of the image.
+    The classifier runs ``classify`` slices at a time, so at 104 classes and 256^2 only about
+    220 MB of logits are held. Needs MeshNet's ``layers`` / ``classifier`` split; a U-Net's
+    pooling makes its output depend on the tiling. A network with instance norm, whose every
+    voxel depends on the whole volume, goes to :func:`predict_layerwise` instead.
     """
     radius = require_fully_convolutional(model)
     if model.has_instance_norm:
@@ -61,35 +64,36 @@ def predict_whole(
         model.to(compute.device), valid=True, channels_last=compute.channels_last
     )
 
-    def labels_of(block: np.ndarray) -> Iterator[np.ndarray]:
-        x = compute.to_device(torch.from_numpy(block)[None, None])
+    def labels_of(block: np.ndarray, depth: int) -> Iterator[np.ndarray]:
+        kept: list[torch.Tensor | None] = [None] * len(net.layers)  # each layer's last inputs
         with compute.autocast():
-            features = net.layers(x)
-            for start in range(0, features.shape[2], classify):
-                yield (
-                    net.classifier(features[:, :, start : start + classify])
-                    .argmax(1)[0]
-                    .cpu()
-                    .numpy()
-                )
+            for top in range(0, len(block), depth):
+                x = compute.to_device(torch.from_numpy(block[top : top + depth])[None, None])
+                for i, (layer, margin) in enumerate(zip(net.layers, model.config.dilations)):
+                    if kept[i] is not None:
+                        x = torch.cat([kept[i], x], dim=2)
+                    kept[i] = x[:, :, max(x.shape[2] - 2 * margin, 0) :].clone()
+                    if x.shape[2] <= 2 * margin:
+                        break  # too few slices yet for one output slice
+                    x = layer(x)
+                else:
+                    for start in range(0, x.shape[2], classify):
+                        logits = net.classifier(x[:, :, start : start + classify])
+                        yield logits.argmax(1)[0].cpu().numpy()
 
-    empty = next(labels_of(np.zeros((2 * radius + 1,) * 3, np.float32)))[0, 0, 0]
+    empty = [*labels_of(np.zeros((2 * radius + 1,) * 3, np.float32), 2 * radius + 1)][0][0, 0, 0]
     out = np.full(image.shape, empty, dtype=class_dtype(model.config.n_classes))
     box = nonzero_box(image, radius)
     if box is None:
         return out
     rows, cols = (s.stop - s.start + 2 * radius for s in box[1:])
     itemsize = torch.finfo(compute.dtype).bits // 8 if compute.dtype is not None else 4
-    per_slice = (
-        2 * max(model.config.per_layer("channels")) * rows * cols * itemsize
-    )  # two feature maps alive
-    slab = slab or max(budget_mb * 2**20 // per_slice - 2 * radius, 1)
-    for top in range(box[0].start, box[0].stop, slab):
-        part = (slice(top, min(top + slab, box[0].stop)), *box[1:])
-        at = top
-        for labels in labels_of(zero_padded_block(image, part, radius)):
-            out[at : at + len(labels), box[1], box[2]] = labels
-            at += len(labels)
+    per_slice = max(model.config.per_layer("channels")) * rows * cols * itemsize
+    slab = slab or max((budget_mb * 2**20 // per_slice - 2 * radius) // 3, 1)
+    at = box[0].start
+    for labels in labels_of(zero_padded_block(image, box, radius), slab):
+        out[at : at + len(labels), box[1], box[2]] = labels
+        at += len(labels)
     return out
 
 
