@@ -97,16 +97,23 @@ def predict_whole(
     return out
 
 
-def convolve_slabs(module: nn.Module, x: torch.Tensor, slab: int, compute: Compute) -> torch.Tensor:
+def convolve_slabs(
+    module: nn.Module,
+    x: torch.Tensor,
+    slab: int,
+    compute: Compute,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """A zero-padded ("same") convolution ``module`` (Conv3d or ConvReLU; or any module that
     maps each voxel's features alone) over the ``(C, D, H, W)`` features ``x`` (CPU),
     ``slab`` slices of D at a time on ``compute``'s device. Each slab is read with the
-    convolution's margin, zeros beyond the volume; H and W are padded by the convolution."""
+    convolution's margin, zeros beyond the volume; H and W are padded by the convolution.
+    The result goes into ``out`` when it has the result's shape (a spare buffer, not ``x``),
+    else into a new tensor."""
     margin = 0
     if isinstance(module, (nn.Conv3d, ConvReLU)):
         margin = module.padding[0]
         module.padding = type(module.padding)([0, *module.padding[1:]])
-    out = None
     depth = x.shape[1]
     for top in range(0, depth, slab):
         bottom = min(top + slab, depth)
@@ -114,8 +121,9 @@ def convolve_slabs(module: nn.Module, x: torch.Tensor, slab: int, compute: Compu
         pad = (margin - min(top, margin), margin - min(depth - bottom, margin))
         part = F.pad(compute.to_device(part[None]), (0, 0, 0, 0, *pad))
         result = module(part)[0].cpu()  # (C_out, bottom - top, H, W)
-        if out is None:
-            out = torch.empty((len(result), depth, *x.shape[2:]), dtype=result.dtype)
+        shape = (len(result), depth, *x.shape[2:])
+        if out is None or out.shape != shape or out.dtype != result.dtype:
+            out = torch.empty(shape, dtype=result.dtype)
         out[:, top:bottom] = result
     return out
 
@@ -152,14 +160,16 @@ def predict_layerwise(
 
     The network runs one layer at a time over the whole volume, ``slab`` slices at a time, so
     only two feature maps are held (4 bytes x channels x voxels each: 1 GB for 15 channels at
-    256^3), on the CPU; each instance norm then normalises its layer's output in place. fp32.
+    256^3), on the CPU, and reused from layer to layer; each instance norm then normalises
+    its layer's output in place. fp32.
     """
     net = fuse_for_inference(model.to(compute.device))
-    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]  # (1, D, H, W)
+    x = torch.tensor(image, dtype=torch.float32)[None]  # (1, D, H, W), a copy: reused below
+    spare = None  # the feature map before x, overwritten by the next convolution
     for layer in net.layers:
         for module in layer:
             if isinstance(module, (nn.Conv3d, ConvReLU)):
-                x = convolve_slabs(module, x, slab, compute)
+                x, spare = convolve_slabs(module, x, slab, compute, spare), x
             elif isinstance(module, nn.InstanceNorm3d):
                 instance_norm_(x, module.eps, slab)
             elif not isinstance(module, (nn.Identity, nn.Dropout3d)):
