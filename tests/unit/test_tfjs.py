@@ -9,6 +9,7 @@ normalisation (mean, biased variance over D, H, W; eps 1e-5); quantized weights 
 
 import json
 import math
+from importlib import resources
 
 import numpy as np
 import pytest
@@ -346,16 +347,14 @@ def test_labels_come_from_the_folder_or_the_user(tmp_path):
     given = load(import_brainchop(folder, tmp_path / "b.pt", tmp_path / "labels.json")).labelset
     assert given.names == ["a", "b", "c"] and given.classes[1].rgb == (9, 8, 7)
 
-    tsv = load(import_brainchop(folder, tmp_path / "c.pt", load_labelset_path("demo_gwm")))
+    tsv = load(
+        import_brainchop(
+            folder, tmp_path / "c.pt", resources.files("meshseg") / "labelsets" / "demo_gwm.tsv"
+        )
+    )
     assert tsv.labelset == load_labelset("demo_gwm")
     with pytest.raises(ValueError, match=r"colormap\.json: 2 classes, but the network predicts 3"):
         import_brainchop(folder, tmp_path / "d.pt", folder / "colormap.json")
-
-
-def load_labelset_path(name):
-    from importlib import resources
-
-    return resources.files("meshseg") / "labelsets" / f"{name}.tsv"
 
 
 def test_export_refuses_what_tfjs_cannot_hold(tmp_path):

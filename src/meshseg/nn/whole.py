@@ -71,7 +71,7 @@ def predict_whole(
                 x = compute.to_device(torch.from_numpy(block[top : top + depth])[None, None])
                 for i, (layer, margin) in enumerate(zip(net.layers, model.config.dilations)):
                     if kept[i] is not None:
-                        x = torch.cat([kept[i], x], dim=2)
+                        x, kept[i] = torch.cat([kept[i], x], dim=2), None  # free them first
                     kept[i] = x[:, :, max(x.shape[2] - 2 * margin, 0) :].clone()
                     if x.shape[2] <= 2 * margin:
                         break  # too few slices yet for one output slice
