@@ -297,6 +297,8 @@ def edit_weight(folder, index, **entry):
             None,
             "weight 'conv3d_2/kernel': the shards end before it does",
         ),
+        (lambda f: edit_layer(f, 3, use_bias=False), "conv3d_1", "a use_bias other than the"),
+        (lambda f: edit_weight(f, 0, shape=None), None, "not a TF.js layers model (TypeError"),
         (lambda f: edit_weight(f, 0, dtype="int32"), None, "dtype int32 is not supported"),
         (lambda f: edit_weight(f, 0, quantization={"dtype": "int8"}), None, "dtype int8"),
         (

@@ -134,19 +134,22 @@ def _network(layers: list[dict], path: Path) -> list[dict]:
     if last["kernel"] != 1 or last["activation"] != "linear" or _instance(last):
         raise _error(path, last["name"], "the last layer must be a linear 1x1x1 Conv3D")
     for conv in hidden:
-        problem = (
-            "a 1x1x1 hidden layer"
-            if conv["kernel"] != 3
-            else f"activation {conv['activation']!r}"
-            if conv["activation"] != hidden[0]["activation"]
-            or conv["activation"] not in ACTIVATIONS
-            else "use_bias differs from the first layer's"
-            if conv["bias"] != hidden[0]["bias"]
-            else None
-        )
+        problem = _hidden_problem(conv, hidden[0])
         if problem:
             raise _error(path, conv["name"], f"{problem} is not supported")
     return convs
+
+
+def _hidden_problem(conv: dict, first: dict) -> str | None:
+    """What a hidden layer has that MeshNetConfig cannot express, if anything: all hidden
+    layers are 3^3 with one activation (relu, elu or gelu) and one bias setting."""
+    if conv["kernel"] != 3:
+        return "a 1x1x1 hidden layer"
+    if conv["activation"] not in ACTIVATIONS or conv["activation"] != first["activation"]:
+        return f"activation {conv['activation']!r}"
+    if conv["bias"] != first["bias"]:
+        return "a use_bias other than the first layer's"
+    return None
 
 
 def _instance(conv: dict) -> bool:
@@ -213,8 +216,13 @@ def read_tfjs(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor],
     """A TF.js layers folder as a MeshNet: its model spec, state dict and ``model.json``."""
     path = Path(folder) / "model.json"
     spec = _read_json(path)
-    convs = _network(_layers(spec, path), path)
-    weights = _weights(Path(folder), spec.get("weightsManifest") or [], path)
+    try:
+        convs = _network(_layers(spec, path), path)
+        weights = _weights(Path(folder), spec.get("weightsManifest") or [], path)
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        raise _error(
+            path, None, f"not a TF.js layers model ({type(err).__name__}: {err})"
+        ) from None
     *hidden, last = convs
     widths = [c["filters"] for c in hidden]
     norms = ["instance" if _instance(c) else "none" for c in hidden]
