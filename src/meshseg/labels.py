@@ -138,6 +138,17 @@ class LabelSet:
         ]
         return "\n".join(lines) + "\n"
 
+    def tsv_text(self) -> str:
+        """The set as a label-set TSV (the module docstring's format; :func:`load_labelset`
+        reads it back)."""
+        lines = [f"# unlisted: {self.unlisted}", "\t".join(COLUMNS)]
+        lines += [
+            f"{c.index}\t{c.id}\t{c.name}\t{c.rgb[0]}\t{c.rgb[1]}\t{c.rgb[2]}\t"
+            + ",".join(map(str, c.source_ids))
+            for c in self.classes
+        ]
+        return "\n".join(lines) + "\n"
+
     def to_dict(self) -> dict:
         """Plain-data form stored inside checkpoints."""
         return {

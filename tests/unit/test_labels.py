@@ -94,3 +94,11 @@ def test_largest_component_keeps_the_largest_26_connected_non_zero_region():
     one = np.zeros((3, 3, 3), np.uint8)
     one[1, 1, 1] = 2
     np.testing.assert_array_equal(largest_component(one), one)
+
+
+@pytest.mark.parametrize("name", ["dkt_aseg", "demo_gwm"])
+def test_a_label_set_written_as_tsv_reads_back_the_same(tmp_path, name):
+    labelset = load_labelset(name)
+    (tmp_path / "copy.tsv").write_text(labelset.tsv_text())
+    copy = load_labelset(tmp_path / "copy.tsv")
+    assert (copy.classes, copy.unlisted) == (labelset.classes, labelset.unlisted)

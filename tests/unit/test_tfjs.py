@@ -343,6 +343,7 @@ def test_labels_come_from_the_folder_or_the_user(tmp_path):
     assert found.names == ["bg", "White-Matter", "GM"]  # the file with 3 classes; no spaces
     assert [c.rgb for c in found.classes] == [(0, 3, 6), (1, 4, 7), (2, 5, 8)]
     assert [c.id for c in found.classes] == [0, 1, 2]
+    assert load_labelset(tmp_path / "a.tsv").classes == found.classes  # for the workflow
 
     (tmp_path / "labels.json").write_text(json.dumps({"0": "a", "1": "b", "2": "c"}))
     (tmp_path / "colorLUT.json").write_text(json.dumps({"0": "rgb(0,0,0)", "1": "rgb(9,8,7)"}))

@@ -82,8 +82,8 @@ def instance_norm_meshnet(activation="gelu_tanh"):
     torch.manual_seed(0)
     spec = {
         **model_config("meshnet", 3),
-        "channels": [3, 4, 3],
-        "dilations": (2, 1, 3),
+        "channels": [3, 3, 4],  # the second layer overwrites its input
+        "dilations": (1, 3, 2),
         "norm": ["instance", "none", "instance"],
         "activation": activation,
         "bias": False,
@@ -91,7 +91,7 @@ def instance_norm_meshnet(activation="gelu_tanh"):
     return build_model(spec).eval()
 
 
-@pytest.mark.parametrize("slab", [16, 3])
+@pytest.mark.parametrize("slab", [16, 3, 1])
 @pytest.mark.parametrize("activation", ["gelu_tanh", "relu"])
 def test_instance_norm_whole_volume_equals_one_plain_forward(slab, activation):
     model = instance_norm_meshnet(activation)

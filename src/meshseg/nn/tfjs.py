@@ -313,7 +313,9 @@ def brainchop_labels(folder: Path, n_classes: int, labels: str | os.PathLike | N
 def import_brainchop(
     folder: str | os.PathLike, out_path: str | os.PathLike, labels: str | os.PathLike | None = None
 ) -> Path:
-    """Write the TF.js layers model in ``folder`` as a meshseg checkpoint at ``out_path``.
+    """Write the TF.js layers model in ``folder`` as a meshseg checkpoint at ``out_path``,
+    and its label set as a TSV beside it (``out_path`` with the suffix ``.tsv``: the
+    workflow's ``folder.labelset`` for the checkpoint as a ``pretrained`` model).
 
     ``labels`` names the classes (see :func:`brainchop_labels`). The checkpoint records
     :data:`BRAINCHOP_PREPROCESS`, or the label set and preprocessing of a meshseg export.
@@ -338,6 +340,7 @@ def import_brainchop(
         },
         out_path,
     )
+    write_text(labelset.tsv_text(), Path(out_path).with_suffix(".tsv"))
     log.info("%s -> %s (%d classes)", folder, out_path, labelset.n_classes)
     return Path(out_path)
 

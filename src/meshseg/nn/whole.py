@@ -97,34 +97,36 @@ def predict_whole(
     return out
 
 
-def convolve_slabs(
-    module: nn.Module,
-    x: torch.Tensor,
-    slab: int,
-    compute: Compute,
-    out: torch.Tensor | None = None,
-) -> torch.Tensor:
+def convolve_slabs(module: nn.Module, x: torch.Tensor, slab: int, compute: Compute) -> torch.Tensor:
     """A zero-padded ("same") convolution ``module`` (Conv3d or ConvReLU; or any module that
     maps each voxel's features alone) over the ``(C, D, H, W)`` features ``x`` (CPU),
     ``slab`` slices of D at a time on ``compute``'s device. Each slab is read with the
     convolution's margin, zeros beyond the volume; H and W are padded by the convolution.
-    The result goes into ``out`` when it has the result's shape (a spare buffer, not ``x``),
-    else into a new tensor."""
+
+    When the result has ``x``'s channels and dtype it overwrites ``x``, each slab as soon as
+    no later slab reads those slices, so that one feature map is held, not two."""
     margin = 0
     if isinstance(module, (nn.Conv3d, ConvReLU)):
         margin = module.padding[0]
         module.padding = type(module.padding)([0, *module.padding[1:]])
-    depth = x.shape[1]
+    depth, out, pending = x.shape[1], None, []
     for top in range(0, depth, slab):
         bottom = min(top + slab, depth)
         part = x[:, max(top - margin, 0) : min(bottom + margin, depth)]
         pad = (margin - min(top, margin), margin - min(depth - bottom, margin))
         part = F.pad(compute.to_device(part[None]), (0, 0, 0, 0, *pad))
         result = module(part)[0].cpu()  # (C_out, bottom - top, H, W)
-        shape = (len(result), depth, *x.shape[2:])
-        if out is None or out.shape != shape or out.dtype != result.dtype:
-            out = torch.empty(shape, dtype=result.dtype)
-        out[:, top:bottom] = result
+        if out is None:
+            shape = (len(result), depth, *x.shape[2:])
+            same = shape == x.shape and result.dtype == x.dtype
+            out = x if same else torch.empty(shape, dtype=result.dtype)
+        pending.append((top, result))
+        # the next slab reads from bottom - margin on: slices above it are free
+        while pending and (
+            pending[0][0] + pending[0][1].shape[1] <= bottom - margin or bottom == depth
+        ):
+            start, done = pending.pop(0)
+            out[:, start : start + done.shape[1]] = done
     return out
 
 
@@ -158,18 +160,17 @@ def predict_layerwise(
     """Class index per voxel of one zero-padded ("same") pass over the whole volume, as the
     network itself computes it, including instance norm's whole-volume statistics.
 
-    The network runs one layer at a time over the whole volume, ``slab`` slices at a time, so
-    only two feature maps are held (4 bytes x channels x voxels each: 1 GB for 15 channels at
-    256^3), on the CPU, and reused from layer to layer; each instance norm then normalises
-    its layer's output in place. fp32.
+    The network runs one layer at a time over the whole volume, ``slab`` slices at a time, on
+    one feature map that each layer overwrites (4 bytes x channels x voxels: 1 GB for 15
+    channels at 256^3; two while the width changes), on the CPU; each instance norm then
+    normalises its layer's output in place. fp32.
     """
     net = fuse_for_inference(model.to(compute.device))
-    x = torch.tensor(image, dtype=torch.float32)[None]  # (1, D, H, W), a copy: reused below
-    spare = None  # the feature map before x, overwritten by the next convolution
+    x = torch.tensor(image, dtype=torch.float32)[None]  # (1, D, H, W), a copy: overwritten
     for layer in net.layers:
         for module in layer:
             if isinstance(module, (nn.Conv3d, ConvReLU)):
-                x, spare = convolve_slabs(module, x, slab, compute, spare), x
+                x = convolve_slabs(module, x, slab, compute)
             elif isinstance(module, nn.InstanceNorm3d):
                 instance_norm_(x, module.eps, slab)
             elif not isinstance(module, (nn.Identity, nn.Dropout3d)):
