@@ -193,8 +193,9 @@ def training_steps(model):
 
 
 def inference_mode(model):
-    """vote or whole: the trained model entry's choice; pretrained models take the vote."""
-    return "vote" if PRETRAINED else TRAINED[model].get("inference", "vote")
+    """vote or whole: the trained model entry's choice; pretrained models take their
+    checkpoint's own (auto: whole for imported brainchop models, else vote)."""
+    return "auto" if PRETRAINED else TRAINED[model].get("inference", "vote")
 
 
 def get_train_config(wildcards):

@@ -10,7 +10,7 @@ reads every module's imports and checks this):
 1. ``image/``: NIfTI and atomic file I/O, conform, native grid, intensity, prepare;
 2. ``data/``: demo, OSF, folder, BIDS, subject sheets, splits, datasets;
 3. ``nn/``: models, training crops, training, subvolumes, vote, inference, fusion, runtime,
-   checkpoint, export;
+   checkpoint, export, tfjs;
 4. ``report/``: evaluation, tables, figures, claims, model cards, experiments, BIDS derivatives;
 5. ``pipeline``: a new T1 end to end, through every stage (``meshseg segment``); ``workflow``:
    the Snakemake workflow run from Python (``meshseg bids``);

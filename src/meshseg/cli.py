@@ -1,5 +1,7 @@
 """Command line: ``meshseg conform IN OUT [--labels]``, ``meshseg dice PRED TRUTH``,
-``meshseg segment T1 [T1 ...] --model CKPT -o OUTDIR`` and ``meshseg export CKPT -o MODEL.onnx``;
+``meshseg segment T1 [T1 ...] --model CKPT -o OUTDIR``,
+``meshseg export CKPT [--format onnx|tfjs] -o MODEL.onnx|DIR`` and
+``meshseg import brainchop MODEL_DIR -o CKPT [--labels FILE]``;
 ``meshseg bids BIDS_ROOT OUTPUT_DIR participant --model CKPT`` runs the workflow as a BIDS app."""
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from meshseg.nn import checkpoint
 from meshseg.nn.export import export_onnx
 from meshseg.nn.inference import MODES, InferenceConfig
 from meshseg.nn.runtime import DEVICES, PRECISIONS, Compute
+from meshseg.nn.tfjs import export_tfjs, import_brainchop
 from meshseg.nn.vote import RULES
 from meshseg.pipeline import check_t1, segment_t1, subject_name
 from meshseg.report.evaluation import structure_table
@@ -55,7 +58,8 @@ def _segment(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    out = export_onnx(checkpoint.load(args.checkpoint), args.output)
+    write = export_tfjs if args.format == "tfjs" else export_onnx
+    out = write(checkpoint.load(args.checkpoint), args.output)
     logging.info("exported %s -> %s", args.checkpoint, out)
 
 
@@ -72,6 +76,11 @@ def _bids(args: argparse.Namespace) -> None:
     )
     for what, where in run_bids_app(run).items():
         logging.info("%s: %s", what, where)
+
+
+def _import(args: argparse.Namespace) -> None:
+    out = import_brainchop(args.folder, args.output, args.labels)
+    logging.info("imported %s -> %s", args.folder, out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,9 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     segment.add_argument(
         "--mode",
-        default="vote",
+        default="auto",
         choices=MODES,
-        help="vote: subvolumes + majority vote; whole: one pass (MeshNet only)",
+        help="vote: subvolumes + majority vote; whole: one pass (MeshNet only); auto "
+        "(default): the checkpoint's own (whole for imported brainchop models, else vote)",
     )
     segment.add_argument(
         "--vote",
@@ -147,9 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     segment.set_defaults(run=_segment)
 
-    export = commands.add_parser("export", help="write a checkpoint's network as ONNX (fp32)")
+    export = commands.add_parser(
+        "export", help="write a checkpoint's network as ONNX or as a brainchop TF.js folder"
+    )
     export.add_argument("checkpoint")
-    export.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    export.add_argument(
+        "--format",
+        default="onnx",
+        choices=("onnx", "tfjs"),
+        help="onnx: one fp32 file; tfjs: model.json + weights + colormap.json + labels.json "
+        "(MeshNet only, BatchNorm folded), as brainchop's web app loads them",
+    )
+    export.add_argument("-o", "--output", required=True, help="ONNX file, or folder for tfjs")
     export.set_defaults(run=_export)
 
     bids = commands.add_parser(
@@ -190,6 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU cores for the workflow (default: all available, %(default)s)",
     )
     bids.set_defaults(run=_bids)
+
+    import_ = commands.add_parser(
+        "import", help="read a brainchop TF.js layers model folder into a meshseg checkpoint"
+    )
+    import_.add_argument("format", choices=("brainchop",))
+    import_.add_argument("folder", help="folder with model.json and its weight shards")
+    import_.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
+    import_.add_argument(
+        "--labels",
+        help="class names and colours: brainchop colormap.json or labels.json, or a label-set "
+        "TSV; default: the folder's own colormap*.json / labels.json, else class-N",
+    )
+    import_.set_defaults(run=_import)
     return parser
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,17 @@ class LabelSet:
         ]
         return "\n".join(lines) + "\n"
 
+    def tsv_text(self) -> str:
+        """The set as a label-set TSV (the module docstring's format; :func:`load_labelset`
+        reads it back)."""
+        lines = [f"# unlisted: {self.unlisted}", "\t".join(COLUMNS)]
+        lines += [
+            f"{c.index}\t{c.id}\t{c.name}\t{c.rgb[0]}\t{c.rgb[1]}\t{c.rgb[2]}\t"
+            + ",".join(map(str, c.source_ids))
+            for c in self.classes
+        ]
+        return "\n".join(lines) + "\n"
+
     def to_dict(self) -> dict:
         """Plain-data form stored inside checkpoints."""
         return {
@@ -193,6 +205,16 @@ def smallest_int_dtype(
 def class_dtype(n_classes: int) -> type[np.integer]:
     """The dtype of a volume of class indices: uint8 up to 256 classes, else int16."""
     return smallest_int_dtype(0, n_classes - 1, (np.uint8, np.int16))
+
+
+def largest_component(classes: np.ndarray) -> np.ndarray:
+    """``classes`` with every voxel outside the largest 26-connected component of the non-zero
+    classes (all together, not per class) set to 0, as brainchop's post-processing does."""
+    components, n = ndimage.label(classes != 0, structure=np.ones((3, 3, 3), bool))
+    if n <= 1:
+        return classes
+    largest = np.bincount(components.ravel())[1:].argmax() + 1
+    return np.where(components == largest, classes, 0).astype(classes.dtype)
 
 
 def available_labelsets() -> list[str]:

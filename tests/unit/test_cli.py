@@ -12,6 +12,7 @@ from meshseg.nn.export import onnx_labels
 from meshseg.pipeline import OUTPUTS
 from tests.conftest import tiny_checkpoint
 from tests.unit.test_native import assert_same_grid
+from tests.unit.test_tfjs import random_model
 
 
 def test_conform_command_writes_a_conformed_image(tmp_path):
@@ -146,3 +147,23 @@ def test_export_command_writes_an_onnx_file(tmp_path):
     assert main(["export", str(checkpoint), "-o", str(tmp_path / "m.onnx")]) == 0
     labels = onnx_labels(tmp_path / "m.onnx", np.zeros((1, 1, 12, 10, 8), np.float32))
     assert labels.shape == (1, 12, 10, 8)
+
+
+def test_an_imported_brainchop_model_segments_and_exports(tmp_path, demo_t1, capsys):
+    random_model(tmp_path / "tfjs", activation="elu")
+    checkpoint = tmp_path / "imported.pt"
+    assert main(["import", "brainchop", str(tmp_path / "tfjs"), "-o", str(checkpoint)]) == 0
+    args = ["segment", str(demo_t1), "--model", str(checkpoint), "-o", str(tmp_path / "out")]
+    assert main([*args, "--device", "cpu", "--precision", "fp32", "--backend", "python"]) == 0
+    folder = tmp_path / "out" / "sub-02_T1w"
+    assert json.loads((folder / "inference.json").read_text())["mode"] == "whole"  # auto
+    assert main(["export", str(checkpoint), "--format", "tfjs", "-o", str(tmp_path / "back")]) == 0
+    assert (tmp_path / "back" / "model.json").is_file()
+    assert main(["export", str(checkpoint), "-o", str(tmp_path / "m.onnx")]) == 0
+    batch = np.random.default_rng(0).random((1, 1, 12, 10, 8), dtype=np.float32)
+    assert onnx_labels(tmp_path / "m.onnx", batch).shape == (1, 12, 10, 8)
+    (tmp_path / "tfjs" / "model.json").write_text("{")
+    assert main(["import", "brainchop", str(tmp_path / "tfjs"), "-o", str(tmp_path / "x.pt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{tmp_path / 'tfjs' / 'model.json'}: not readable JSON" in err
+    assert not (tmp_path / "x.pt").exists()

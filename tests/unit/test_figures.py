@@ -97,6 +97,9 @@ def test_run_caption_names_models_steps_and_inference():
 def test_run_caption_of_pretrained_models():
     run = {**RUN, "models": {"mine": {"pretrained": "weights/mine.pt", "inference": "vote"}}}
     assert "mine (pretrained weights/mine.pt; 512 subvolumes" in figures.run_caption(run)
+    run["models"]["mine"]["inference"] = "auto"  # what the workflow gives pretrained models
+    caption = figures.run_caption(run)
+    assert "mine (pretrained weights/mine.pt; its checkpoint's inference mode)" in caption
 
 
 def test_dice_boxplot(tmp_path, structures):

@@ -5,15 +5,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 import meshseg.image.io
+from meshseg.image.intensity import qnormalise
 from meshseg.labels import LabelClass, LabelSet, load_labelset
-from meshseg.nn.checkpoint import LoadedModel, load
+from meshseg.nn.checkpoint import LoadedModel, load, load_checkpoint, save_checkpoint
 from meshseg.nn.inference import InferenceConfig, LabelFiles, predict_volume, segment_file
 from meshseg.nn.models import build_model, model_config
 from meshseg.nn.runtime import Compute
 from meshseg.nn.subvolumes import inference_locations
 from meshseg.nn.vote import RULES
+from meshseg.nn.whole import predict_whole
 from tests.conftest import everything_in, fails_cleanly, tiny_checkpoint
 from tests.kill import CHILD_HALF_WRITE, CHILD_PAUSE, start_and_kill
 
@@ -229,3 +232,56 @@ def test_kill_9_during_inference_leaves_no_output_and_the_rerun_completes(
     assert (
         json.loads((out / "inference.json").read_text())["subvolumes"] == stats["subvolumes"] == 30
     )
+
+
+def with_preprocess(path, **preprocess):
+    """The checkpoint at ``path`` with a ``preprocess`` record, as an imported one has."""
+    state = load_checkpoint(path)
+    save_checkpoint({**state, "preprocess": preprocess}, path)
+    return path
+
+
+def test_auto_mode_follows_the_checkpoints_preprocess_record(tmp_path, prepared_pair):
+    image_path, _, image, _ = prepared_pair
+    image = image.copy()
+    image[2:5, 2:5, 2:5] = 0.9  # a bright stray blob, apart from the sphere
+    meshseg.image.io.save_image(image, np.diag([-1.0, 1, 1, 1]), image_path)
+    checkpoint = with_preprocess(
+        tiny_checkpoint(tmp_path / "c.pt", overrides={"channels": 4}),
+        normalisation={"name": "qnormalize", "low": 0.02, "high": 0.98},
+        largest_component=True,
+        inference="whole",
+    )
+    loaded = load(checkpoint)
+    config = InferenceConfig(mode="auto", precision="fp32", device="cpu")
+    files = LabelFiles(tmp_path / "l.nii.gz", tmp_path / "lut.txt", tmp_path / "s.json")
+    stats = segment_file(loaded, image_path, files, config, CPU)
+    got = np.asarray(nib.load(files.labels).dataobj)
+    raw = predict_whole(loaded.model, qnormalise(image), CPU)
+    assert stats["mode"] == "whole" and stats["vote"] is None
+    components, n = ndimage.label(got != 0, structure=np.ones((3, 3, 3)))
+    assert n == 1 and (got == raw)[got != 0].all()
+    assert ndimage.label(raw != 0, structure=np.ones((3, 3, 3)))[1] > 1  # something was cut
+    plain = load(tiny_checkpoint(tmp_path / "d.pt", overrides={"channels": 2}, patch=16))
+    config = InferenceConfig(mode="auto", n_subvolumes=30, precision="fp32", device="cpu")
+    assert segment_file(plain, image_path, files, config, CPU)["mode"] == "vote"
+
+
+def test_vote_refuses_instance_norm_and_records_refuse_unknown_settings(tmp_path):
+    spec = {**model_config("meshnet", 3), "norm": "instance", "channels": 2}
+    torch.manual_seed(0)
+    state = {"model": build_model(spec).state_dict(), "model_config": spec, "step": 0}
+    save_checkpoint({**state, "labelset": load_labelset("demo_gwm").to_dict()}, tmp_path / "i.pt")
+    files = LabelFiles(tmp_path / "l.nii.gz", tmp_path / "lut.txt", tmp_path / "s.json")
+    with pytest.raises(ValueError, match=r"i\.pt: instance norm uses whole-volume statistics"):
+        segment_file(
+            load(tmp_path / "i.pt"), tmp_path / "missing.nii.gz", files, InferenceConfig(), CPU
+        )
+    for record, problem in [
+        ({"normalisation": {"name": "zscore"}}, "unknown normalisation"),
+        ({"inference": "slices"}, "unknown inference mode 'slices'"),
+    ]:
+        with_preprocess(tmp_path / "i.pt", **record)
+        with pytest.raises(ValueError, match=rf"i\.pt: {problem}"):
+            load(tmp_path / "i.pt")
+    assert everything_in(tmp_path) == ["i.pt"]

@@ -3,7 +3,7 @@ import logging
 import numpy as np
 import pytest
 
-from meshseg.image.intensity import intensity_range, minmax_normalise, pad_to_cube
+from meshseg.image.intensity import intensity_range, minmax_normalise, pad_to_cube, qnormalise
 
 
 def test_pad_is_centred_and_keeps_world_positions():
@@ -42,3 +42,14 @@ def test_intensity_range_is_the_one_constant_image_check():
     assert intensity_range(np.array([3, 9, 5], np.int16)) == (3, 9)
     with pytest.raises(ValueError, match=r"constant image \(every voxel is 7\)"):
         intensity_range(np.full((2, 2), 7, np.int16))
+
+
+def test_qnormalise_of_a_prepared_volume_is_brainchops_qnormalize_of_the_conformed_one():
+    conformed = np.random.default_rng(0).integers(0, 256, (20, 18, 16)).astype(np.float32)
+    conformed[:5] = 0  # background
+    q02, q98 = np.quantile(conformed, [0.02, 0.98])
+    brainchop = np.clip((conformed - q02) / (q98 - q02 + 1e-3), 0, 1)
+    ours = qnormalise(conformed / 255)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, brainchop, atol=1e-6)
+    assert ours.min() == 0 and ours.max() == 1

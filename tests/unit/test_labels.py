@@ -6,6 +6,7 @@ from meshseg.labels import (
     LabelSet,
     available_labelsets,
     class_dtype,
+    largest_component,
     load_labelset,
     smallest_int_dtype,
 )
@@ -76,3 +77,28 @@ def test_smallest_int_dtype_takes_the_first_that_holds_the_range():
     with pytest.raises(ValueError, match=r"0\.\.40000 do not fit int16"):
         smallest_int_dtype(0, 40000, (np.uint8, np.int16))
     assert class_dtype(256) == np.uint8 and class_dtype(257) == np.int16
+
+
+def test_largest_component_keeps_the_largest_26_connected_non_zero_region():
+    classes = np.zeros((9, 9, 9), np.uint8)
+    classes[1:4, 1:4, 1:4] = 1  # 27 voxels of class 1 ...
+    classes[4, 4, 4] = 2  # ... joined to this one by a corner only (26-connectivity)
+    classes[5:7, 4, 4] = 3  # and on through class 3: one region of all classes, 30 voxels
+    classes[0, 8, 0] = 2  # a stray voxel
+    classes[8, 0:5, 8] = 1  # a smaller region of class 1
+    kept = largest_component(classes)
+    assert kept.dtype == classes.dtype
+    expected = classes.copy()
+    expected[0, 8, 0] = expected[8, 0:5, 8] = 0
+    np.testing.assert_array_equal(kept, expected)
+    one = np.zeros((3, 3, 3), np.uint8)
+    one[1, 1, 1] = 2
+    np.testing.assert_array_equal(largest_component(one), one)
+
+
+@pytest.mark.parametrize("name", ["dkt_aseg", "demo_gwm"])
+def test_a_label_set_written_as_tsv_reads_back_the_same(tmp_path, name):
+    labelset = load_labelset(name)
+    (tmp_path / "copy.tsv").write_text(labelset.tsv_text())
+    copy = load_labelset(tmp_path / "copy.tsv")
+    assert (copy.classes, copy.unlisted) == (labelset.classes, labelset.unlisted)

@@ -1,11 +1,14 @@
 import json
+from importlib import resources
 
 import pytest
 
 from meshseg.data.datasets import DATA_LICENCES
 from meshseg.nn.checkpoint import load
+from meshseg.nn.tfjs import import_brainchop
 from meshseg.report.modelcard import CardFiles, CardSources, write_model_card
 from tests.conftest import tiny_checkpoint
+from tests.unit.test_tfjs import random_model
 
 METRICS = """subject\tmodel\tclass\tid\tname\tdice\tpredicted_mm3\ttrue_mm3
 {subject}\tmeshnet\t0\t0\tUnknown\t{d0}\t100\t100
@@ -106,3 +109,24 @@ def test_missing_model_row_names_the_comparison(tmp_path, card_inputs):
             CardFiles(tmp_path / "card.md", tmp_path / "card.json"),
         )
     assert not (tmp_path / "card.json").exists()
+
+
+def test_an_imported_checkpoint_gets_a_card_that_says_so(tmp_path, card_inputs):
+    _, metrics, comparison, sheet = card_inputs
+    random_model(tmp_path / "tfjs")
+    labels = resources.files("meshseg") / "labelsets" / "demo_gwm.tsv"
+    imported = load(import_brainchop(tmp_path / "tfjs", tmp_path / "imported.pt", labels))
+    card = write_model_card(
+        imported,
+        "meshnet",
+        CardSources(metrics, comparison, sheet),
+        "demo",
+        DATA_LICENCES["demo"],
+        CardFiles(tmp_path / "card.md", tmp_path / "card.json"),
+    )
+    assert card["model"]["source"]["format"] == "tfjs-layers"
+    assert card["model"]["variant"].startswith("custom ([4, 4, 5] channels")
+    assert card["model"]["preprocess"]["normalisation"]["name"] == "qnormalize"
+    text = (tmp_path / "card.md").read_text()
+    assert "trained elsewhere, not by meshseg" in text
+    assert "Input normalisation qnormalize, whole inference, largest connected" in text

@@ -96,3 +96,60 @@ def test_only_meshnet_is_fully_convolutional():
         ValueError, match="x needs a fully convolutional model \\(MeshNet\\), not UNet"
     ):
         require_fully_convolutional(build_model(model_config("unet", 3, width=2)), "x")
+
+
+@pytest.mark.parametrize("variant,dropout", [("small", 0.0), ("large", 0.0), ("small", 0.25)])
+def test_meshseg_meshnets_keep_their_state_dict_keys_and_old_specs_build(variant, dropout):
+    """Checkpoints written before the general MeshNet (specs without activation, norm and
+    bias) still build and load: the same layers under the same keys."""
+    spec = model_config("meshnet", 3, variant=variant, dropout=dropout)
+    old = {k: v for k, v in spec.items() if k not in ("activation", "norm", "bias")}
+    bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+    keys = [f"layers.{i}.{key}" for i in range(7) for key in ("0.weight", "0.bias")]
+    keys += [f"layers.{i}.1.{key}" for i in range(7) for key in bn]
+    keys += ["classifier.weight", "classifier.bias"]
+    state = build_model(old).state_dict()
+    assert sorted(state) == sorted(keys)
+    build_model(spec).load_state_dict(state)
+
+
+def test_a_general_meshnet_takes_widths_norms_activation_and_bias_per_config():
+    spec = {
+        **model_config("meshnet", 4),
+        "channels": [3, 5, 2],
+        "dilations": (1, 4, 2),
+        "norm": ["instance", "none", "batch"],
+        "activation": "elu",
+        "bias": False,
+    }
+    model = build_model(spec)
+    convs = [layer[0] for layer in model.layers]
+    assert [(c.in_channels, c.out_channels, c.dilation[0]) for c in convs] == [
+        (1, 3, 1),
+        (3, 5, 4),
+        (5, 2, 2),
+    ]
+    assert all(c.bias is None for c in convs) and model.classifier.in_channels == 2
+    norms = [type(layer[1]).__name__ for layer in model.layers]
+    assert norms == ["InstanceNorm3d", "Identity", "BatchNorm3d"]
+    assert {type(layer[2]).__name__ for layer in model.layers} == {"ELU"}
+    assert model.has_instance_norm and model.receptive_radius == 7
+    assert model(torch.rand(1, 1, 9, 8, 7)).shape == (1, 4, 9, 8, 7)
+    assert describe_model(spec) == (
+        "MeshNet custom ([3, 5, 2] channels, dilations [1, 4, 2], activation elu, "
+        "norm ['instance', 'none', 'batch'], no bias)"
+    )
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"activation": "swish"}, "unknown MeshNet activation 'swish'"),
+        ({"norm": ["batch", "group"]}, "MeshNet norm has 2 entries for 7 layers"),
+        ({"norm": "group"}, r"unknown MeshNet norm \['group'\]"),
+        ({"channels": [4, 4]}, "MeshNet channels has 2 entries for 7 layers"),
+    ],
+)
+def test_a_meshnet_config_refuses_what_it_cannot_build(change, message):
+    with pytest.raises(ValueError, match=message):
+        build_model({**model_config("meshnet", 3), **change})

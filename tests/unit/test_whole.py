@@ -5,7 +5,7 @@ import torch
 from meshseg.image.grid import nonzero_box
 from meshseg.nn.models import build_model, model_config
 from meshseg.nn.runtime import Compute
-from meshseg.nn.whole import predict_whole, zero_padded_block
+from meshseg.nn.whole import predict_layerwise, predict_whole, zero_padded_block
 
 CPU = Compute(torch.device("cpu"), None)
 
@@ -74,3 +74,30 @@ def test_tissue_box_and_zero_padded_block():
     block = zero_padded_block(image, (slice(0, 2), slice(0, 10), slice(0, 10)), 1)
     assert block.shape == (4, 12, 12) and not block.any()
     np.testing.assert_array_equal(zero_padded_block(image, box, 0), image[box])
+
+
+def instance_norm_meshnet(activation="gelu_tanh"):
+    """A MeshNet like brainchop's mindgrab: no bias, instance norm, tanh GELU (and one plain
+    layer, so that per-layer norms are exercised)."""
+    torch.manual_seed(0)
+    spec = {
+        **model_config("meshnet", 3),
+        "channels": [3, 3, 4],  # the second layer overwrites its input
+        "dilations": (1, 3, 2),
+        "norm": ["instance", "none", "instance"],
+        "activation": activation,
+        "bias": False,
+    }
+    return build_model(spec).eval()
+
+
+@pytest.mark.parametrize("slab", [16, 3, 1])
+@pytest.mark.parametrize("activation", ["gelu_tanh", "relu"])
+def test_instance_norm_whole_volume_equals_one_plain_forward(slab, activation):
+    model = instance_norm_meshnet(activation)
+    image = np.random.default_rng(0).random((21, 18, 15), dtype=np.float32)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
+    assert model.has_instance_norm
+    np.testing.assert_array_equal(predict_layerwise(model, image, CPU, slab=slab), expected)
+    np.testing.assert_array_equal(predict_whole(model, image, CPU), expected)

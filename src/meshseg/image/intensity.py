@@ -53,3 +53,21 @@ def minmax_normalise(data: np.ndarray) -> np.ndarray:
     """Rescale intensities linearly to [0, 1] as float32 (ValueError for a constant image)."""
     low, high = map(float, intensity_range(data))
     return ((data.astype(np.float32) - low) / (high - low)).astype(np.float32)
+
+
+# qnormalize's epsilon is 1e-3 in the uint8 units of a conformed volume (brainchop); meshseg
+# applies it to the prepared volume, min-max scaled from 0..255 to [0, 1], hence / 255.
+QNORMALIZE_EPS = 1e-3 / 255
+
+
+def qnormalise(
+    data: np.ndarray, low: float = 0.02, high: float = 0.98, eps: float = QNORMALIZE_EPS
+) -> np.ndarray:
+    """brainchop's ``qnormalize``: ``(v - q_low) / (q_high - q_low + eps)`` clipped to [0, 1].
+
+    The quantiles are numpy's linear ones over the whole float32 volume. On a prepared volume
+    (a 0..255 conformed volume divided by 255) this equals brainchop's on the conformed one.
+    """
+    data = data.astype(np.float32, copy=False)
+    q_low, q_high = np.quantile(data, [low, high])
+    return np.clip((data - q_low) / (q_high - q_low + eps), 0, 1).astype(np.float32)

@@ -5,10 +5,12 @@ A checkpoint is one dict (after nanoGPT)::
     {"model": state_dict, "optimizer": ..., "scheduler": ..., "step": int,
      "model_config": {"arch": ..., ...}, "labelset": {...}, "train_config": {...},
      "curve": [{"step", "loss", "lr", "val_dice"}, ...], "losses": [...], "rng": {...},
-     "meshseg_version": str}
+     "preprocess": {...}, "meshseg_version": str}
 
 ``losses`` are the step losses since the last curve row (that row's mean is taken over them);
 ``rng`` holds the random states of :func:`rng_state`, so that a resumed run continues exactly.
+``preprocess`` (optional, :data:`PREPROCESS` when absent) says what the network expects around
+it: its input normalisation, largest-component post-processing and inference mode.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ from meshseg.nn.models import build_model, count_parameters
 
 REQUIRED_KEYS = ("model", "model_config", "labelset", "step")
 DEFAULT_PATCH = 38  # crop edge of a checkpoint without a train_config: the reference's 38^3
+# What a checkpoint without a "preprocess" record expects: meshseg's own preparation.
+# normalisation: {"name": "minmax"} (the prepared volume as it is) or
+# {"name": "qnormalize", "low": 0.02, "high": 0.98} (meshseg.image.intensity.qnormalise,
+# brainchop's);
+# largest_component: keep only the largest 26-connected non-zero component of the labels;
+# inference: the mode "auto" picks (vote | whole).
+PREPROCESS = {"normalisation": {"name": "minmax"}, "largest_component": False, "inference": "vote"}
+NORMALISATIONS = ("minmax", "qnormalize")
+INFERENCE_MODES = ("vote", "whole")
 # Checkpoint keys a loaded model leaves out of LoadedModel.info: the tensors and their states.
 STATE_KEYS = ("model", "optimizer", "scheduler", "rng", "losses")
 
@@ -81,7 +92,9 @@ class LoadedModel:
 
     ``patch`` is the crop edge it was trained on, which subvolume inference uses too;
     ``info`` holds the checkpoint's other records (``step``, ``train_config``, ``train``,
-    ``curve``, ``device``, ``meshseg_version``), without the weights and optimizer state.
+    ``curve``, ``device``, ``meshseg_version``; ``source`` for an imported network,
+    meshseg.nn.tfjs), without the weights and optimizer state;
+    ``preprocess`` is the checkpoint's record completed by :data:`PREPROCESS`.
     """
 
     model: nn.Module
@@ -90,6 +103,7 @@ class LoadedModel:
     patch: int = DEFAULT_PATCH
     path: Path | None = None
     info: dict = field(default_factory=dict)
+    preprocess: dict = field(default_factory=lambda: dict(PREPROCESS))
 
     @property
     def parameters(self) -> int:
@@ -130,9 +144,22 @@ def load(path: str | os.PathLike, labelset: LabelSet | None = None) -> LoadedMod
             f"{path}: trained for label set {stored.name!r} ({stored.n_classes} "
             f"classes), not {labelset.name!r} ({labelset.n_classes} classes)"
         )
+    preprocess = {**PREPROCESS, **state.get("preprocess", {})}
+    if preprocess["normalisation"].get("name") not in NORMALISATIONS:
+        raise ValueError(
+            f"{path}: unknown normalisation {preprocess['normalisation']}; "
+            f"choose from {list(NORMALISATIONS)}"
+        )
+    if preprocess["inference"] not in INFERENCE_MODES:
+        raise ValueError(
+            f"{path}: unknown inference mode {preprocess['inference']!r}; "
+            f"choose from {list(INFERENCE_MODES)}"
+        )
     patch = state.get("train_config", {}).get("patch", DEFAULT_PATCH)
-    info = {k: v for k, v in state.items() if k not in (*STATE_KEYS, "model_config", "labelset")}
-    return LoadedModel(model.eval(), stored, state["model_config"], patch, Path(path), info)
+    skip = (*STATE_KEYS, "model_config", "labelset", "preprocess")
+    info = {k: v for k, v in state.items() if k not in skip}
+    spec = state["model_config"]
+    return LoadedModel(model.eval(), stored, spec, patch, Path(path), info, preprocess)
 
 
 def weight_bytes(model: nn.Module) -> int:

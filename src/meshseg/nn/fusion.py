@@ -1,9 +1,10 @@
 """Inference-only networks: BatchNorm folded into the convolution before it, ReLU fused in.
 
-Each ``Conv3d -> BatchNorm3d -> ReLU`` of an ``nn.Sequential`` (every MeshNet layer, every
-U-Net double convolution) becomes one :class:`ConvReLU`. With eval-mode BatchNorm this is
-the same function; on the CPU it runs as one oneDNN convolution with a ReLU post-op, which
-saves two passes over every feature map (about a quarter of MeshNet's time on this CPU).
+Each ``Conv3d -> BatchNorm3d -> ReLU`` of an ``nn.Sequential`` (every layer of meshseg's
+MeshNets, every U-Net double convolution) becomes one :class:`ConvReLU`. With eval-mode
+BatchNorm this is the same function; on the CPU it runs as one oneDNN convolution with a ReLU
+post-op, which saves two passes over every feature map (about a quarter of MeshNet's time on
+this CPU). Other activations (ELU, GELU) and instance norm stay separate layers.
 oneDNN's fused kernel has no bf16 version on CPUs without native bf16 (AVX2-only x86): there
 bf16 runs PyTorch's plain convolution, then the ReLU, instead of stopping with an error.
 """
@@ -31,9 +32,9 @@ class ConvReLU(nn.Module):
         super().__init__()
         self.conv = conv
         self.padding = list(conv.padding if padding is None else padding)
-        self._weights: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._weights: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
-    def weights(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def weights(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight and bias in ``like``'s dtype, device and memory format (cast once)."""
         fmt = (
             torch.channels_last_3d
@@ -45,7 +46,8 @@ class ConvReLU(nn.Module):
             weight = (
                 self.conv.weight.detach().to(like.device, like.dtype).contiguous(memory_format=fmt)
             )
-            self._weights[key] = weight, self.conv.bias.detach().to(like.device, like.dtype)
+            bias = self.conv.bias
+            self._weights[key] = weight, None if bias is None else bias.detach().to(like)
         return self._weights[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,22 +80,27 @@ def fuse_for_inference(
 ) -> nn.Module:
     """An eval-mode copy of ``model`` with every Conv3d -> BatchNorm3d -> ReLU fused.
 
-    ``valid``: the fused convolutions pad nothing, so each shrinks its input by its dilation
-    on every side (MeshNet's whole-volume inference reads that margin from the image).
+    In every ``nn.Sequential``, a BatchNorm3d right after a Conv3d is folded into it; a ReLU
+    after that convolution (or after a convolution without norm, ``nn.Identity``) is fused
+    with it into a :class:`ConvReLU`. Other layers (ELU, GELU, instance norm) run as they are.
+    ``valid``: the convolutions pad nothing, so each shrinks its input by its dilation on
+    every side (MeshNet's whole-volume inference reads that margin from the image).
     """
     fused = copy.deepcopy(model).eval()
     for block in [m for m in fused.modules() if isinstance(m, nn.Sequential)]:
-        for i in range(len(block) - 2):
-            conv, norm, relu = block[i], block[i + 1], block[i + 2]
-            if (
-                isinstance(conv, nn.Conv3d)
-                and isinstance(norm, nn.BatchNorm3d)
-                and isinstance(relu, nn.ReLU)
-            ):
-                block[i] = ConvReLU(
-                    fuse_conv_bn_eval(conv, norm), padding=(0, 0, 0) if valid else None
-                )
-                block[i + 1], block[i + 2] = nn.Identity(), nn.Identity()
+        for i, conv in enumerate(block):
+            if not isinstance(conv, nn.Conv3d):
+                continue
+            norm, act = (block[j] if j < len(block) else None for j in (i + 1, i + 2))
+            if isinstance(norm, nn.BatchNorm3d):
+                conv, norm = fuse_conv_bn_eval(conv, norm), nn.Identity()
+                block[i + 1] = norm
+            if isinstance(norm, nn.Identity) and isinstance(act, nn.ReLU):
+                block[i] = ConvReLU(conv, padding=(0, 0, 0) if valid else None)
+                block[i + 2] = nn.Identity()
+            else:
+                conv.padding = (0, 0, 0) if valid else conv.padding
+                block[i] = conv
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last_3d)
     return fused

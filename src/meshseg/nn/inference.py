@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from meshseg.image.intensity import qnormalise
 from meshseg.image.io import load_volume, save_image, write_text
+from meshseg.labels import largest_component
 from meshseg.nn.checkpoint import LoadedModel
 from meshseg.nn.fusion import fuse_for_inference
 from meshseg.nn.models import require_fully_convolutional
@@ -25,14 +27,14 @@ from meshseg.nn.whole import predict_whole
 log = logging.getLogger(__name__)
 
 
-MODES = ("vote", "whole")
+MODES = ("vote", "whole", "auto")  # auto: the checkpoint's choice (LoadedModel.preprocess)
 
 
 @dataclass
 class InferenceConfig:
-    mode: str = (
-        "vote"  # vote: subvolumes + majority vote; whole: one pass over the volume (MeshNet)
-    )
+    # vote: subvolumes + majority vote; whole: one pass over the volume (MeshNet);
+    # auto: the checkpoint's choice (vote, unless it was imported, meshseg.nn.tfjs)
+    mode: str = "vote"
     # hard: ties by summed probability | soft | hard-lowest (meshseg.nn.vote.RULES)
     vote: str = "hard"
     n_subvolumes: int = 512  # grid (343 for 256^3 and 38^3) plus Gaussian crops up to this total
@@ -119,10 +121,31 @@ def predict_volume(
     return votes.result()
 
 
-def check_model(loaded: LoadedModel, config: InferenceConfig) -> None:
-    """Raise ``ValueError`` naming the checkpoint unless ``config`` can run its network."""
-    if config.mode == "whole":
+def check_model(loaded: LoadedModel, config: InferenceConfig) -> str:
+    """The inference mode ``config`` gives ``loaded`` (``auto``: the checkpoint's); raise
+    ``ValueError`` naming the checkpoint unless that mode can run its network."""
+    mode = loaded.preprocess["inference"] if config.mode == "auto" else config.mode
+    if mode == "whole":
         require_fully_convolutional(loaded.model, f"{loaded.path}: whole-volume inference")
+    elif getattr(loaded.model, "has_instance_norm", False):
+        raise ValueError(
+            f"{loaded.path}: instance norm uses whole-volume statistics: "
+            "subvolume votes cannot run it, use whole-volume inference"
+        )
+    return mode
+
+
+def network_input(image: np.ndarray, loaded: LoadedModel) -> np.ndarray:
+    """A prepared (min-max normalised) volume as ``loaded``'s network expects it."""
+    norm = loaded.preprocess["normalisation"]
+    if norm["name"] == "qnormalize":
+        return qnormalise(image, norm["low"], norm["high"])
+    return image
+
+
+def postprocess(classes: np.ndarray, loaded: LoadedModel) -> np.ndarray:
+    """``classes`` as ``loaded``'s checkpoint finishes them: its largest component, if asked."""
+    return largest_component(classes) if loaded.preprocess["largest_component"] else classes
 
 
 def segment_file(
@@ -134,13 +157,15 @@ def segment_file(
 ) -> dict:
     """Segment one prepared image; write label ids (NIfTI), the colour LUT and timing JSON.
 
-    Subvolumes are the checkpoint's training patch (``loaded.patch``)."""
-    check_model(loaded, config)
+    Subvolumes are the checkpoint's training patch (``loaded.patch``). The checkpoint's
+    ``preprocess`` record chooses the input normalisation, the ``auto`` mode and whether only
+    the largest connected component of the labels is kept."""
+    mode = check_model(loaded, config)
     image, affine = load_volume(image_path)
-    image = image.astype(np.float32, copy=False)
+    image = network_input(image.astype(np.float32, copy=False), loaded)
 
     started = time.perf_counter()
-    if config.mode == "whole":
+    if mode == "whole":
         classes = predict_whole(loaded.model, image, compute)
         subvolumes = 0
     else:
@@ -150,10 +175,11 @@ def segment_file(
         )
         classes = predict_volume(loaded, image, locations, config.batch_size, compute, config.vote)
         subvolumes = len(locations)
+    classes = postprocess(classes, loaded)
     seconds = time.perf_counter() - started
     stats = {
-        "mode": config.mode,
-        "vote": config.vote if config.mode == "vote" else None,
+        "mode": mode,
+        "vote": config.vote if mode == "vote" else None,
         "seconds": seconds,
         "subvolumes": subvolumes,
         "subvolumes_per_second": subvolumes / seconds,
@@ -162,7 +188,7 @@ def segment_file(
     log.info(
         "%s: %s inference (%d subvolumes) in %.1f s on %s",
         image_path,
-        config.mode,
+        mode,
         subvolumes,
         seconds,
         stats["device"],

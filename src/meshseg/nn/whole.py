@@ -1,4 +1,5 @@
-"""Whole-volume inference: one fully convolutional pass over the volume's tissue box."""
+"""Whole-volume inference: one fully convolutional pass over the volume's tissue box, or,
+for a MeshNet with instance norm, over the whole volume layer by layer."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from meshseg.image.grid import nonzero_box
 from meshseg.labels import class_dtype
-from meshseg.nn.fusion import fuse_for_inference
+from meshseg.nn.fusion import ConvReLU, fuse_for_inference
 from meshseg.nn.models import require_fully_convolutional
 from meshseg.nn.runtime import Compute
 
@@ -35,51 +38,153 @@ def predict_whole(
     compute: Compute,
     slab: int | None = None,
     classify: int = 8,
-    budget_mb: int = 2048,
+    budget_mb: int = 1536,
 ) -> np.ndarray:
     """Class index per voxel from one fully convolutional pass over the zero-surrounded volume.
 
     Only the non-zero voxels' bounding box grown by the receptive radius R is computed:
     every voxel outside it sees nothing but zeros and gets the label the network gives an
     empty input (computed once). Inside, the fused network runs unpadded ("valid")
-    convolutions over the image read R voxels further out, ``slab`` slices at a time (by
-    default as many as fit in ``budget_mb`` of features), so the labels do not depend on
-    the slabs. They equal a single zero-padded pass except within R of the volume's faces,
-    where that pass pads every feature map instead of the image. The classifier runs
-    ``classify`` slices at a time, so at 104 classes and 256^2 only about 220 MB of logits
-    are held. Needs MeshNet's ``layers`` / ``classifier`` split; a U-Net's pooling makes its
-    output depend on the tiling.
+    convolutions over the image read R voxels further out. The block streams through the
+    layers ``slab`` slices at a time (by default as many as keep about ``budget_mb`` of
+    features): each layer computes every slice once and keeps only the ``2 * dilation``
+    input slices its next chunk needs, so the labels do not depend on the slabs, nothing is
+    computed twice, and the features held are those 2R slices plus about two chunks. They
+    equal a single zero-padded pass except within R of the volume's faces, where that pass
+    pads every feature map instead of the image.
+    The classifier runs ``classify`` slices at a time, so at 104 classes and 256^2 only about
+    220 MB of logits are held. Needs MeshNet's ``layers`` / ``classifier`` split; a U-Net's
+    pooling makes its output depend on the tiling. A network with instance norm, whose every
+    voxel depends on the whole volume, goes to :func:`predict_layerwise` instead.
     """
     radius = require_fully_convolutional(model)
+    if model.has_instance_norm:
+        return predict_layerwise(model, image, compute)
     net = fuse_for_inference(
         model.to(compute.device), valid=True, channels_last=compute.channels_last
     )
 
-    def labels_of(block: np.ndarray) -> Iterator[np.ndarray]:
-        x = compute.to_device(torch.from_numpy(block)[None, None])
+    def labels_of(block: np.ndarray, depth: int) -> Iterator[np.ndarray]:
+        kept: list[torch.Tensor | None] = [None] * len(net.layers)  # each layer's last inputs
         with compute.autocast():
-            features = net.layers(x)
-            for start in range(0, features.shape[2], classify):
-                yield (
-                    net.classifier(features[:, :, start : start + classify])
-                    .argmax(1)[0]
-                    .cpu()
-                    .numpy()
-                )
+            for top in range(0, len(block), depth):
+                x = compute.to_device(torch.from_numpy(block[top : top + depth])[None, None])
+                for i, (layer, margin) in enumerate(zip(net.layers, model.config.dilations)):
+                    if kept[i] is not None:
+                        x, kept[i] = torch.cat([kept[i], x], dim=2), None  # free them first
+                    kept[i] = x[:, :, max(x.shape[2] - 2 * margin, 0) :].clone()
+                    if x.shape[2] <= 2 * margin:
+                        break  # too few slices yet for one output slice
+                    x = layer(x)
+                else:
+                    for start in range(0, x.shape[2], classify):
+                        logits = net.classifier(x[:, :, start : start + classify])
+                        yield logits.argmax(1)[0].cpu().numpy()
 
-    empty = next(labels_of(np.zeros((2 * radius + 1,) * 3, np.float32)))[0, 0, 0]
+    empty = [*labels_of(np.zeros((2 * radius + 1,) * 3, np.float32), 2 * radius + 1)][0][0, 0, 0]
     out = np.full(image.shape, empty, dtype=class_dtype(model.config.n_classes))
     box = nonzero_box(image, radius)
     if box is None:
         return out
     rows, cols = (s.stop - s.start + 2 * radius for s in box[1:])
     itemsize = torch.finfo(compute.dtype).bits // 8 if compute.dtype is not None else 4
-    per_slice = 2 * model.config.channels * rows * cols * itemsize  # two feature maps alive
-    slab = slab or max(budget_mb * 2**20 // per_slice - 2 * radius, 1)
-    for top in range(box[0].start, box[0].stop, slab):
-        part = (slice(top, min(top + slab, box[0].stop)), *box[1:])
-        at = top
-        for labels in labels_of(zero_padded_block(image, part, radius)):
-            out[at : at + len(labels), box[1], box[2]] = labels
-            at += len(labels)
+    per_slice = max(model.config.per_layer("channels")) * rows * cols * itemsize
+    slab = slab or max((budget_mb * 2**20 // per_slice - 2 * radius) // 3, 1)
+    at = box[0].start
+    for labels in labels_of(zero_padded_block(image, box, radius), slab):
+        out[at : at + len(labels), box[1], box[2]] = labels
+        at += len(labels)
     return out
+
+
+def convolve_slabs(module: nn.Module, x: torch.Tensor, slab: int, compute: Compute) -> torch.Tensor:
+    """A zero-padded ("same") convolution ``module`` (Conv3d or ConvReLU; or any module that
+    maps each voxel's features alone) over the ``(C, D, H, W)`` features ``x`` (CPU),
+    ``slab`` slices of D at a time on ``compute``'s device. Each slab is read with the
+    convolution's margin, zeros beyond the volume; H and W are padded by the convolution.
+
+    When the result has ``x``'s channels and dtype it overwrites ``x``, each slab as soon as
+    no later slab reads those slices, so that one feature map is held, not two."""
+    margin = 0
+    if isinstance(module, (nn.Conv3d, ConvReLU)):
+        margin = module.padding[0]
+        module.padding = type(module.padding)([0, *module.padding[1:]])
+    depth, out, pending = x.shape[1], None, []
+    for top in range(0, depth, slab):
+        bottom = min(top + slab, depth)
+        part = x[:, max(top - margin, 0) : min(bottom + margin, depth)]
+        pad = (margin - min(top, margin), margin - min(depth - bottom, margin))
+        part = F.pad(compute.to_device(part[None]), (0, 0, 0, 0, *pad))
+        result = module(part)[0].cpu()  # (C_out, bottom - top, H, W)
+        if out is None:
+            shape = (len(result), depth, *x.shape[2:])
+            same = shape == x.shape and result.dtype == x.dtype
+            out = x if same else torch.empty(shape, dtype=result.dtype)
+        pending.append((top, result))
+        # the next slab reads from bottom - margin on: slices above it are free
+        while pending and (
+            pending[0][0] + pending[0][1].shape[1] <= bottom - margin or bottom == depth
+        ):
+            start, done = pending.pop(0)
+            out[:, start : start + done.shape[1]] = done
+    return out
+
+
+def map_slabs_(module: nn.Module, x: torch.Tensor, slab: int) -> None:
+    """Apply the voxel-wise ``module`` (an activation) to ``(C, D, H, W)`` ``x`` in place."""
+    for top in range(0, x.shape[1], slab):
+        part = x[:, top : top + slab]
+        part.copy_(module(part.clone()))
+
+
+def instance_norm_(x: torch.Tensor, eps: float, slab: int) -> None:
+    """Normalise each channel of ``(C, D, H, W)`` ``x`` in place by its mean and biased
+    variance over the whole volume (accumulated in float64, ``slab`` slices at a time)."""
+    shape = (-1, 1, 1, 1)
+    total, squares = torch.zeros(len(x), dtype=torch.float64), 0
+    for top in range(0, x.shape[1], slab):
+        total += x[:, top : top + slab].sum((1, 2, 3), dtype=torch.float64)
+    mean = total / x[0].numel()
+    for top in range(0, x.shape[1], slab):
+        squares += ((x[:, top : top + slab].double() - mean.view(shape)) ** 2).sum((1, 2, 3))
+    scale = 1 / torch.sqrt(squares / x[0].numel() + eps)
+    for top in range(0, x.shape[1], slab):
+        part = x[:, top : top + slab]
+        part.copy_((part.double() - mean.view(shape)) * scale.view(shape))
+
+
+@torch.inference_mode()
+def predict_layerwise(
+    model: nn.Module, image: np.ndarray, compute: Compute, slab: int = 16
+) -> np.ndarray:
+    """Class index per voxel of one zero-padded ("same") pass over the whole volume, as the
+    network itself computes it, including instance norm's whole-volume statistics.
+
+    The network runs one layer at a time over the whole volume, ``slab`` slices at a time, on
+    one feature map that each layer overwrites (4 bytes x channels x voxels: 1 GB for 15
+    channels at 256^3; two while the width changes), on the CPU; each instance norm then
+    normalises its layer's output in place. fp32.
+    """
+    net = fuse_for_inference(model.to(compute.device))
+    x = torch.tensor(image, dtype=torch.float32)[None]  # (1, D, H, W), a copy: overwritten
+    for layer in net.layers:
+        for module in layer:
+            if isinstance(module, (nn.Conv3d, ConvReLU)):
+                x = convolve_slabs(module, x, slab, compute)
+            elif isinstance(module, nn.InstanceNorm3d):
+                instance_norm_(x, module.eps, slab)
+            elif not isinstance(module, (nn.Identity, nn.Dropout3d)):
+                map_slabs_(module, x, slab)
+    labels = convolve_slabs(ArgmaxOf(net.classifier), x, slab, compute)[0]
+    return labels.numpy().astype(class_dtype(model.config.n_classes))
+
+
+class ArgmaxOf(nn.Module):
+    """The class index (B, 1, D, H, W) of a classifier's logits, ties to the lower index."""
+
+    def __init__(self, classifier: nn.Module) -> None:
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x).argmax(1, keepdim=True)

@@ -13,7 +13,7 @@ import pandas as pd
 from meshseg.image.io import load_volume, write_table
 from meshseg.metrics import dice_per_class, dice_summary
 from meshseg.nn.checkpoint import LoadedModel
-from meshseg.nn.inference import InferenceConfig, predict_crops
+from meshseg.nn.inference import InferenceConfig, network_input, postprocess, predict_crops
 from meshseg.nn.models import is_fully_convolutional
 from meshseg.nn.runtime import Compute
 from meshseg.nn.subvolumes import grid_locations, inference_locations
@@ -54,13 +54,42 @@ def dice_vs_subvolumes(
     Gaussian crops of the checkpoint's patch), predicted once; each N votes over its first N
     crops, so the rows differ only in N. N below the grid size is raised to it (the grid is
     always used whole). A fully convolutional model (MeshNet) also gets one whole-volume row
-    (n_subvolumes 0). Seconds are the prediction time of the N crops (prorated from the one
-    pass) plus their vote (``config.vote``). The votes run side by side, so they hold one vote
-    buffer each (meshseg.nn.vote: about 100 MB for the hard vote).
+    (n_subvolumes 0); one with instance norm (whole-volume statistics) gets only that row.
+    Seconds are the prediction time of the N crops (prorated from the one pass) plus their
+    vote (``config.vote``). The votes run side by side, so they hold one vote buffer each
+    (meshseg.nn.vote: about 100 MB for the hard vote). The checkpoint's preprocess record
+    normalises the image and finishes the labels, as in segmentation.
     Returns the :data:`COLUMNS` but ``subject`` and ``model`` (see :func:`write_experiment`).
     """
     image = load_volume(image_path)[0].astype(np.float32, copy=False)
+    image = network_input(image, loaded)
     truth = loaded.labelset.to_classes(load_label_ids(truth_path)[0], str(truth_path))
+    rows = []
+    if not getattr(loaded.model, "has_instance_norm", False):
+        rows = _vote_rows(loaded, image, truth, counts, config, compute)
+    if is_fully_convolutional(loaded.model):
+        started = time.perf_counter()
+        classes = postprocess(predict_whole(loaded.model, image, compute), loaded)
+        rows.append(
+            {
+                "inference": "whole",
+                "n_subvolumes": 0,
+                **_scores(classes, truth, loaded.labelset.n_classes),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+    return pd.DataFrame(rows, columns=COLUMNS[2:])
+
+
+def _vote_rows(
+    loaded: LoadedModel,
+    image: np.ndarray,
+    truth: np.ndarray,
+    counts: Sequence[int],
+    config: InferenceConfig,
+    compute: Compute,
+) -> list[dict]:
+    """The vote rows of :func:`dice_vs_subvolumes`, one per N."""
     size, n, patch = image.shape[0], loaded.labelset.n_classes, loaded.patch
     grid = len(grid_locations(size, patch))
     counts = sorted({max(int(c), grid) for c in counts})
@@ -90,7 +119,7 @@ def dice_vs_subvolumes(
     rows = []
     for count in counts:
         started = time.perf_counter()
-        classes = votes[count].result()
+        classes = postprocess(votes[count].result(), loaded)
         seconds = count * per_crop + voting[count] + time.perf_counter() - started
         rows.append(
             {
@@ -100,24 +129,8 @@ def dice_vs_subvolumes(
                 "seconds": seconds,
             }
         )
-        log.info(
-            "%s: %d subvolumes, foreground Dice %.4f",
-            image_path,
-            count,
-            rows[-1]["foreground_dice"],
-        )
-    if is_fully_convolutional(loaded.model):
-        started = time.perf_counter()
-        classes = predict_whole(loaded.model, image, compute)
-        rows.append(
-            {
-                "inference": "whole",
-                "n_subvolumes": 0,
-                **_scores(classes, truth, n),
-                "seconds": time.perf_counter() - started,
-            }
-        )
-    return pd.DataFrame(rows, columns=COLUMNS[2:])
+        log.info("%d subvolumes, foreground Dice %.4f", count, rows[-1]["foreground_dice"])
+    return rows
 
 
 def write_experiment(

@@ -51,11 +51,10 @@ def run_caption(run: Mapping) -> str:
     """
     models = []
     for name, spec in run["models"].items():
-        how = (
-            "whole-volume inference"
-            if spec["inference"] == "whole"
-            else f"{run['n_subvolumes']} subvolumes, {run['vote']} vote"
-        )
+        how = {
+            "whole": "whole-volume inference",
+            "auto": "its checkpoint's inference mode",
+        }.get(spec["inference"], f"{run['n_subvolumes']} subvolumes, {run['vote']} vote")
         what = (
             f"pretrained {spec['pretrained']}"
             if "pretrained" in spec

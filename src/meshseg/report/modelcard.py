@@ -66,6 +66,8 @@ def model_card(
             "parameters": loaded.parameters,
             "weight_bytes": loaded.weight_bytes,
             "meshseg_version": state.get("meshseg_version"),
+            "source": state.get("source"),  # where an imported network comes from
+            "preprocess": loaded.preprocess,
         },
         "labels": {
             "labelset": labelset.name,
@@ -119,6 +121,19 @@ def markdown(card: dict) -> str:
         f"{m['arch']} ({m['variant']}): {m['parameters']:,} parameters, "
         f"{m['weight_bytes']:,} bytes of weights, label set `{card['labels']['labelset']}`. "
         "For research: not for clinical use.",
+        "",
+        *(
+            [
+                f"Imported from `{m['source']['folder']}` ({m['source']['format']}): trained "
+                "elsewhere, not by meshseg; its training data and steps are not known here.",
+                "",
+            ]
+            if m.get("source")
+            else []
+        ),
+        f"Input normalisation {m['preprocess']['normalisation']['name']}, "
+        f"{m['preprocess']['inference']} inference"
+        + (", largest connected component kept." if m["preprocess"]["largest_component"] else "."),
         "",
         "## Classes",
         "",

@@ -12,6 +12,8 @@ from meshseg.nn.models.unet import UNet, UNetConfig
 
 ARCHITECTURES = ("meshnet", "unet")
 NAMES = {"meshnet": "MeshNet", "unet": "U-Net"}
+# MeshNet fields whose defaults make meshseg's own layers (Conv3d -> BatchNorm3d -> ReLU)
+STANDARD = {"activation": "relu", "norm": "batch", "bias": True}
 
 
 def model_config(
@@ -55,13 +57,21 @@ def model_variant(spec: Mapping) -> str:
             (
                 n
                 for n, f in VARIANTS.items()
-                if spec["channels"] == f["channels"] and tuple(spec["dilations"]) == f["dilations"]
+                if spec["channels"] == f["channels"]
+                and tuple(spec["dilations"]) == f["dilations"]
+                and all(spec.get(k, v) == v for k, v in STANDARD.items())
             ),
             None,
         )
     )
     if name is None:
-        return f"custom ({spec['channels']} channels, dilations {list(spec['dilations'])})"
+        parts = [f"{spec['channels']} channels", f"dilations {list(spec['dilations'])}"]
+        parts += [
+            "no bias" if k == "bias" else f"{k} {spec[k]}"
+            for k, default in STANDARD.items()
+            if spec.get(k, default) != default
+        ]
+        return f"custom ({', '.join(parts)})"
     dropout = spec.get("dropout", 0.0)
     return name + (f", dropout {dropout:g}" if dropout else "")
 
