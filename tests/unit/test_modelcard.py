@@ -42,16 +42,21 @@ def card_inputs(tmp_path):
     )
 
 
-def test_card_fields_are_computed(tmp_path, card_inputs):
-    checkpoint, metrics, comparison, sheet = card_inputs
-    card = write_model_card(
-        checkpoint,
+def demo_card(model, card_inputs, tmp_path) -> dict:
+    """The card of ``model`` (a checkpoint or loaded model) as "meshnet" on the demo inputs."""
+    _, metrics, comparison, sheet = card_inputs
+    return write_model_card(
+        model,
         "meshnet",
         CardSources(metrics, comparison, sheet),
         "demo",
         DATA_LICENCES["demo"],
         CardFiles(tmp_path / "card.md", tmp_path / "card.json"),
     )
+
+
+def test_card_fields_are_computed(tmp_path, card_inputs):
+    card = demo_card(card_inputs[0], card_inputs, tmp_path)
     assert json.loads((tmp_path / "card.json").read_text()) == card
     assert card["model"]["arch"] == "meshnet" and card["model"]["variant"] == "small"
     assert card["model"]["parameters"] == 72_516
@@ -112,18 +117,10 @@ def test_missing_model_row_names_the_comparison(tmp_path, card_inputs):
 
 
 def test_an_imported_checkpoint_gets_a_card_that_says_so(tmp_path, card_inputs):
-    _, metrics, comparison, sheet = card_inputs
     random_model(tmp_path / "tfjs")
     labels = resources.files("meshseg") / "labelsets" / "demo_gwm.tsv"
     imported = load(import_brainchop(tmp_path / "tfjs", tmp_path / "imported.pt", labels))
-    card = write_model_card(
-        imported,
-        "meshnet",
-        CardSources(metrics, comparison, sheet),
-        "demo",
-        DATA_LICENCES["demo"],
-        CardFiles(tmp_path / "card.md", tmp_path / "card.json"),
-    )
+    card = demo_card(imported, card_inputs, tmp_path)
     assert card["model"]["source"]["format"] == "tfjs-layers"
     assert card["model"]["variant"].startswith("custom ([4, 4, 5] channels")
     assert card["model"]["preprocess"]["normalisation"]["name"] == "qnormalize"
