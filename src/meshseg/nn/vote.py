@@ -56,8 +56,9 @@ class VoteAggregator:
     sum; no sum for ``hard-lowest``): one per class that some crop predicted there. A voxel
     sees few distinct classes even at 104 classes, and the slots grow by one whenever a voxel
     needs another. Each slot takes 20 MB (8 bytes per voxel of the 38-slice ring at 256^2), so
-    the vote's memory follows the classes a voxel actually sees, not the label set: about
-    100 MB at 3 classes and at 104 (``benchmarks/benchmark.py`` measures it). These rules need
+    the vote's memory follows the classes a voxel actually sees, not the label set
+    (``benchmarks/benchmark.py`` measures it with random labels, the worst case: 116 MB at 3
+    classes, 282 MB at 104). These rules need
     only each crop's class indices and, for ``hard``, the probability of that class (16 crops
     of 38^3: 4.4 MB), not its whole softmax. ``soft`` sums every class's probability in a
     ``(C, p, H, W)`` float32 ring: 10 MB per class, 1.04 GB at 104 classes, plus the caller's

@@ -57,7 +57,7 @@ def dice_vs_subvolumes(
     (n_subvolumes 0); one with instance norm (whole-volume statistics) gets only that row.
     Seconds are the prediction time of the N crops (prorated from the one pass) plus their
     vote (``config.vote``). The votes run side by side, so they hold one vote buffer each
-    (meshseg.nn.vote: about 100 MB for the hard vote). The checkpoint's preprocess record
+    (meshseg.nn.vote: 116-282 MB for the hard vote). The checkpoint's preprocess record
     normalises the image and finishes the labels, as in segmentation.
     Returns the :data:`COLUMNS` but ``subject`` and ``model`` (see :func:`write_experiment`).
     """
