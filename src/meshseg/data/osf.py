@@ -10,7 +10,6 @@ and a hash check, subject folders through a temporary folder, the manifest throu
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -32,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 from urllib3.util.retry import Retry
 
-from meshseg.image.io import write_table
+from meshseg.image.io import file_digest, write_table
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +147,7 @@ def _mismatch(path: Path, remote: RemoteFile) -> str | None:
     if not expected:
         log.warning("%s: OSF lists no hash; only the size was checked", remote.name)
         return None
-    with open(path, "rb") as stream:
-        actual = hashlib.file_digest(stream, algorithm).hexdigest()
+    actual = file_digest(path, algorithm)
     return None if actual == expected else f"{algorithm} {actual}, expected {expected}"
 
 

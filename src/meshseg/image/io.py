@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import json
 import logging
 import os
 import socket
@@ -225,6 +227,17 @@ def write_text(text: str, path: str | os.PathLike) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json(data: object, path: str | os.PathLike) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    write_text(json.dumps(data, indent=2) + "\n", path)
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (``hashlib`` algorithm name)."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, algorithm).hexdigest()
 
 
 def write_table(

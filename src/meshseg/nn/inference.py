@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -14,7 +13,7 @@ import numpy as np
 import torch
 
 from meshseg.image.intensity import qnormalise
-from meshseg.image.io import load_volume, save_image, write_text
+from meshseg.image.io import load_volume, save_image, write_json, write_text
 from meshseg.labels import largest_component
 from meshseg.nn.checkpoint import LoadedModel
 from meshseg.nn.fusion import fuse_for_inference
@@ -35,7 +34,7 @@ class InferenceConfig:
     # vote: subvolumes + majority vote; whole: one pass over the volume (MeshNet);
     # auto: the checkpoint's choice (vote, unless it was imported, meshseg.nn.tfjs)
     mode: str = "vote"
-    # hard: ties by summed probability | soft | hard-lowest (meshseg.nn.vote.RULES)
+    # hard: ties by the voters' summed probability | soft | hard-lowest (meshseg.nn.vote.RULES)
     vote: str = "hard"
     n_subvolumes: int = 512  # grid (343 for 256^3 and 38^3) plus Gaussian crops up to this total
     sd: float = 64.0  # standard deviation of the Gaussian crop centres (voxels)
@@ -195,5 +194,5 @@ def segment_file(
     )
     save_image(loaded.labelset.to_ids(classes), affine, files.labels)
     write_text(loaded.labelset.lut_text(), files.lut)
-    write_text(json.dumps(stats, indent=2) + "\n", files.stats)
+    write_json(stats, files.stats)
     return stats

@@ -14,8 +14,6 @@ BIDS has no suffix for volume tables: ``.bidsignore`` lists ``*_volumes.tsv`` fo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 from collections.abc import Mapping
@@ -24,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from meshseg import __version__
-from meshseg.image.io import atomic_path, write_table, write_text
+from meshseg.image.io import atomic_path, file_digest, write_json, write_table, write_text
 from meshseg.labels import load_labelset
 from meshseg.report.evaluation import volume_table
 
@@ -36,15 +34,6 @@ CONFORMED = (
 )
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    with open(path, "rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
-
-
-def write_json(data: Mapping, path: str | os.PathLike) -> None:
-    write_text(json.dumps(data, indent=2) + "\n", path)
-
-
 def write_description(
     out_dir: str | os.PathLike, source: str, checkpoints: Mapping[str, str]
 ) -> None:
@@ -53,7 +42,7 @@ def write_description(
     ``.bidsignore`` of the derivatives dataset in ``out_dir``."""
     out_dir = Path(out_dir)
     models = [
-        {"Name": name, "Checkpoint": str(path), "SHA256": file_sha256(path)}
+        {"Name": name, "Checkpoint": str(path), "SHA256": file_digest(path)}
         for name, path in checkpoints.items()
     ]
     description = {
@@ -108,7 +97,7 @@ def write_dseg(labels: str | os.PathLike, t1: str, space: str, out: Mapping) -> 
         "Description": f"meshseg labels of model {out['model']}, {space} space",
         "Sources": [source],
         "SpatialReference": source if space == "T1w" else CONFORMED.format(source=source),
-        "Model": {"Name": out["model"], "SHA256": file_sha256(out["checkpoint"])},
+        "Model": {"Name": out["model"], "SHA256": file_digest(out["checkpoint"])},
     }
     write_json(sidecar, out["json"])
 
