@@ -44,3 +44,20 @@ def test_nonzero_box_grows_within_the_volume_and_is_none_when_empty():
     assert nonzero_box(image) == (slice(2, 3), slice(5, 7), slice(9, 10))
     assert nonzero_box(image, margin=3) == (slice(0, 6), slice(2, 10), slice(6, 10))
     assert nonzero_box(np.zeros((4, 4, 4)), margin=1) is None
+
+
+def test_the_identity_is_a_copy_equal_to_sampling_every_voxel():
+    volume = np.random.default_rng(0).integers(0, 255, (5, 6, 7)).astype(np.uint8)
+    shift = np.eye(4)
+    shift[:3, 3] = 1e-4  # not the identity: every voxel sampled
+    sampled = resample(volume, shift, volume.shape, sample_nearest)
+    np.testing.assert_array_equal(sampled, volume)
+
+    def never(volume, coords):
+        raise AssertionError("the identity samples nothing")
+
+    almost = np.eye(4) + 1e-9
+    copied = resample(volume, almost, volume.shape, never)
+    np.testing.assert_array_equal(copied, volume)
+    assert copied.dtype == volume.dtype and copied is not volume
+    assert not resample(volume, np.eye(4), (5, 6, 8), sample_nearest)[..., 7].any()

@@ -6,6 +6,7 @@ from meshseg.labels import (
     LabelSet,
     available_labelsets,
     class_dtype,
+    count_values,
     largest_component,
     load_labelset,
     smallest_int_dtype,
@@ -102,3 +103,24 @@ def test_a_label_set_written_as_tsv_reads_back_the_same(tmp_path, name):
     (tmp_path / "copy.tsv").write_text(labelset.tsv_text())
     copy = load_labelset(tmp_path / "copy.tsv")
     assert (copy.classes, copy.unlisted) == (labelset.classes, labelset.unlisted)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([[3, -2], [3, 7]], np.int16),
+        np.arange(24, dtype=np.uint8).reshape(2, 3, 4) % 5,
+        np.array([0, 2**21, 5, 5], np.int32),  # wider than the counting range: sorted
+        np.array([0.5, 2.0, 0.5]),
+        np.zeros((0, 3), np.int16),
+    ],
+)
+def test_count_values_is_np_unique(values):
+    distinct, counts, inverse = count_values(values)
+    want_distinct, want_inverse, want_counts = np.unique(
+        values.ravel(), return_inverse=True, return_counts=True
+    )
+    np.testing.assert_array_equal(distinct, want_distinct)
+    np.testing.assert_array_equal(counts, want_counts)
+    np.testing.assert_array_equal(inverse, want_inverse)
+    assert distinct.dtype == values.dtype

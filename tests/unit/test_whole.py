@@ -5,7 +5,7 @@ import torch
 from meshseg.image.grid import nonzero_box
 from meshseg.nn.models import build_model, model_config
 from meshseg.nn.runtime import Compute
-from meshseg.nn.whole import predict_layerwise, predict_whole, zero_padded_block
+from meshseg.nn.whole import class_argmax, predict_layerwise, predict_whole, same_padding
 
 CPU = Compute(torch.device("cpu"), None)
 
@@ -27,27 +27,52 @@ def meshnet_with_statistics(n_classes=3):
     return model.eval()
 
 
+def plain_pass(model, image: np.ndarray) -> np.ndarray:
+    """The labels of ``model(image)``: one zero-padded pass over the whole volume."""
+    with torch.inference_mode():
+        return model(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
+
+
 @pytest.mark.parametrize("slab,classify", [(None, 8), (5, 2), (40, 8), (7, 3)])
-def test_whole_volume_equals_one_pass_over_the_zero_surrounded_volume(slab, classify):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_whole_volume_equals_one_plain_pass(slab, classify, channels_last):
     model, image = meshnet_with_statistics(), head_in_air()
-    radius = model.receptive_radius
-    with torch.inference_mode():
-        padded = torch.nn.functional.pad(torch.from_numpy(image)[None, None], (radius,) * 6)
-        expected = (
-            model(padded).argmax(1)[0, radius:-radius, radius:-radius, radius:-radius].numpy()
-        )
-    got = predict_whole(model, image, CPU, slab=slab, classify=classify)
-    np.testing.assert_array_equal(got, expected)
+    compute = Compute(torch.device("cpu"), None, channels_last=channels_last)
+    got = predict_whole(model, image, compute, slab=slab, classify=classify)
+    np.testing.assert_array_equal(got, plain_pass(model, image))
 
 
-def test_whole_volume_away_from_the_faces_equals_a_plain_single_pass():
-    model, image = meshnet_with_statistics(), head_in_air()
+@pytest.mark.parametrize("slab", [None, 3])
+def test_tissue_near_one_face_pads_that_face_only_and_labels_the_rest_as_empty(slab):
+    """A box that reaches one face of each axis: each layer pads zeros on that side only;
+    beyond R of the tissue, the label of an empty input."""
+    model, image = meshnet_with_statistics(), np.zeros((64, 60, 56), np.float32)
+    image[:10, 2:12, 40:56] = np.random.default_rng(1).random((10, 10, 16), dtype=np.float32)
+    r, expected = model.receptive_radius, plain_pass(model, image)
+    got = predict_whole(model, image, CPU, slab=slab)
+    near = nonzero_box(image, r)
+    np.testing.assert_array_equal(got[near], expected[near])
     with torch.inference_mode():
-        expected = model(torch.from_numpy(image)[None, None]).argmax(1)[0].numpy()
-    got = predict_whole(model, image, Compute(torch.device("cpu"), None, channels_last=True))
-    r = model.receptive_radius
-    inner = (slice(r, -r),) * 3
-    assert (got[inner] == expected[inner]).all()  # near the faces the plain pass pads features
+        empty = model(torch.zeros(1, 1, *(2 * r + 1,) * 3)).argmax(1)[0, r, r, r].item()
+    outside = np.ones(image.shape, bool)
+    outside[near] = False
+    assert outside.any() and (got[outside] == empty).all()
+    inner = outside.copy()
+    inner[:r], inner[-r:], inner[:, :r], inner[:, -r:], inner[:, :, :r], inner[:, :, -r:] = (0,) * 6
+    assert inner.any() and (expected[inner] == empty).all()  # the plain pass, away from faces
+
+
+@pytest.mark.parametrize(
+    "lo,hi,size,pads",
+    [
+        (0, 10, 10, [(1, 1), (2, 2)]),
+        (4, 5, 10, [(0, 0), (0, 0)]),
+        (1, 5, 10, [(1, 0), (1, 0)]),  # layer 1 reads 0:8 (no zero before), layer 2 -1:7
+        (6, 9, 10, [(0, 1), (0, 1)]),  # layer 2 reads 4:11
+    ],
+)
+def test_same_padding_pads_where_each_layer_reaches_a_face(lo, hi, size, pads):
+    assert same_padding(lo, hi, size, [1, 2]) == pads
 
 
 def test_an_empty_volume_gets_the_label_of_empty_input():
@@ -65,15 +90,20 @@ def test_whole_volume_refuses_a_unet():
         )
 
 
-def test_tissue_box_and_zero_padded_block():
+def test_tissue_box():
     image = np.zeros((10, 10, 10), np.float32)
     image[3:5, 4:6, 5:7] = 1
-    box = nonzero_box(image, 2)
-    assert box == (slice(1, 7), slice(2, 8), slice(3, 9))
+    assert nonzero_box(image, 2) == (slice(1, 7), slice(2, 8), slice(3, 9))
     assert nonzero_box(np.zeros((4, 4, 4)), 1) is None
-    block = zero_padded_block(image, (slice(0, 2), slice(0, 10), slice(0, 10)), 1)
-    assert block.shape == (4, 12, 12) and not block.any()
-    np.testing.assert_array_equal(zero_padded_block(image, box, 0), image[box])
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+def test_class_argmax_ties_go_to_the_lower_index(memory_format):
+    logits = torch.tensor([[1.0, 3, 3], [2, 2, 0], [0, 0, 0], [-1, 5, 4]])
+    logits = logits.T.reshape(1, 3, 4, 1, 1).contiguous(memory_format=memory_format)
+    assert class_argmax(logits).flatten().tolist() == [1, 0, 0, 1]
+    random = torch.randn(2, 7, 3, 4, 5).contiguous(memory_format=memory_format)
+    assert torch.equal(class_argmax(random), random.argmax(1))
 
 
 def instance_norm_meshnet(activation="gelu_tanh"):

@@ -43,8 +43,12 @@ def resample(
     """``sample`` ``volume`` at ``vox2vox`` @ each voxel index of a target grid of ``shape``.
 
     Returns an array of ``shape`` and ``volume.dtype``. Target voxels farther than one voxel
-    from the source are not sampled: they stay 0.
+    from the source are not sampled: they stay 0. The identity (same shape, ``vox2vox``
+    within 1e-6 voxels of the unit matrix) returns a copy: ``sample`` must interpolate, as
+    nearest and trilinear do, giving each voxel centre its own value.
     """
+    if tuple(shape) == volume.shape and np.allclose(vox2vox, np.eye(4), rtol=0, atol=1e-6):
+        return volume.copy()
     out = np.zeros(tuple(shape), dtype=volume.dtype)
     box = _reachable_box(vox2vox, volume.shape, shape)
     for rows, coords in source_coords(vox2vox, box):
