@@ -3,6 +3,7 @@ for a MeshNet with instance norm, over the whole volume layer by layer."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -54,6 +55,68 @@ def class_argmax(logits: torch.Tensor) -> torch.Tensor:
     return index
 
 
+class Scratch:
+    """Memory reused for one tensor at a time, of any shape: a flat buffer that grows as
+    needed. Fresh pages cost the CPU about as much as the copy that fills them."""
+
+    def __init__(self, compute: Compute) -> None:
+        self.compute = compute
+        self.buffer = torch.empty(0, dtype=torch.uint8, device=compute.device)
+
+    def tensor(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """An uninitialised (1, C, D, H, W) tensor in the compute's layout, on the buffer."""
+        n, c, *space = shape
+        size = math.prod(shape) * dtype.itemsize
+        if size > len(self.buffer):
+            self.buffer = torch.empty(size, dtype=torch.uint8, device=self.compute.device)
+        flat = self.buffer[:size].view(dtype)
+        if self.compute.channels_last:
+            return flat.view(n, *space, c).permute(0, 4, 1, 2, 3)
+        return flat.view(shape)
+
+
+class LayerInput:
+    """One layer's input, chunk after chunk: the ``2 * dilation`` slices the last chunk left
+    (or the zeros "same" padding puts before the first), the new chunk, and the zeros padded
+    after the last and around H and W (``pads``, see :func:`same_padding`), assembled in a
+    :class:`Scratch` that every layer shares; the kept slices in memory of their own."""
+
+    def __init__(self, dilation: int, pads: tuple[tuple[int, int], ...], scratch: Scratch):
+        self.keep, self.pads, self.scratch = 2 * dilation, pads, scratch
+        self.kept: torch.Tensor | None = None
+        self.n_kept = 0
+
+    def __call__(self, x: torch.Tensor, last: bool) -> torch.Tensor | None:
+        """The layer's next input with ``x`` appended, or None if it has too few slices yet
+        for one output slice (they are kept for the next chunk)."""
+        (front, back), (h0, h1), (w0, w1) = self.pads
+        before = front if self.kept is None else self.n_kept
+        after = back if last else 0
+        height, width = x.shape[3] + h0 + h1, x.shape[4] + w0 + w1
+        depth = before + x.shape[2] + after
+        buffer = self.scratch.tensor((1, x.shape[1], depth, height, width), x.dtype)
+        for border in (np.s_[:, :, :, :h0], np.s_[:, :, :, height - h1 :]):
+            buffer[border] = 0
+        for border in (np.s_[..., :w0], np.s_[..., width - w1 :]):
+            buffer[border] = 0
+        if self.kept is None:
+            buffer[:, :, :before] = 0
+            cl = self.scratch.compute.channels_last
+            self.kept = torch.empty(
+                (1, x.shape[1], self.keep, height, width),
+                dtype=x.dtype,
+                device=x.device,
+                memory_format=torch.channels_last_3d if cl else torch.contiguous_format,
+            )
+        else:
+            buffer[:, :, :before] = self.kept[:, :, :before]
+        buffer[:, :, before : depth - after, h0 : height - h1, w0 : width - w1] = x
+        buffer[:, :, depth - after :] = 0
+        self.n_kept = min(self.keep, depth)
+        self.kept[:, :, : self.n_kept] = buffer[:, :, depth - self.n_kept :]
+        return buffer if depth > self.keep else None
+
+
 @torch.inference_mode()
 def predict_whole(
     model: torch.nn.Module,
@@ -89,34 +152,19 @@ def predict_whole(
     )
     dilations = list(model.config.dilations)
 
-    def zeros(like: torch.Tensor, depth: int) -> list[torch.Tensor]:
-        """``depth`` zero slices shaped as ``like``'s (none for 0)."""
-        shape = (*like.shape[:2], depth, *like.shape[3:])
-        return [compute.to_device(like.new_zeros(shape))] if depth else []
-
     def labels_of(block: np.ndarray, depth: int, pads: list[Pads]) -> Iterator[np.ndarray]:
         """Labels of ``block``, the first layer's input, ``depth`` slices at a time; ``pads``:
         the zeros each layer adds on the axes D, H and W."""
-        extra = []  # per layer, the padding its convolution's symmetric padding leaves to F.pad
-        for layer, (h0, h1), (w0, w1) in zip(net.layers, pads[1], pads[2]):
-            h, w = min(h0, h1), min(w0, w1)
-            layer[0].padding = type(layer[0].padding)([0, h, w])
-            extra.append((w0 - w, w1 - w, h0 - h, h1 - h))
-        kept: list[list[torch.Tensor] | None] = [None] * len(net.layers)  # last inputs
+        scratch = Scratch(compute)
+        inputs = [LayerInput(d, axes, scratch) for d, *axes in zip(dilations, *pads)]
         with compute.autocast():
             for top in range(0, len(block), depth):
                 x = compute.to_device(torch.from_numpy(block[top : top + depth])[None, None])
                 last = top + depth >= len(block)
-                for i, (layer, d, (front, back)) in enumerate(zip(net.layers, dilations, pads[0])):
-                    before = zeros(x, front) if kept[i] is None else kept[i]
-                    parts, kept[i] = [*before, x, *(zeros(x, back) if last else [])], None
-                    x = torch.cat(parts, dim=2) if len(parts) > 1 else x
-                    del parts, before  # free the kept slices before the next are cut
-                    kept[i] = [x[:, :, max(x.shape[2] - 2 * d, 0) :].clone()]
-                    if x.shape[2] <= 2 * d:
+                for layer, layer_input in zip(net.layers, inputs):
+                    x = layer_input(x, last)
+                    if x is None:
                         break  # too few slices yet for one output slice
-                    if any(extra[i]):
-                        x = compute.to_device(F.pad(x, extra[i]))
                     x = layer(x)
                 else:
                     for start in range(0, x.shape[2], classify):
