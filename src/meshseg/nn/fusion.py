@@ -1,14 +1,16 @@
-"""Inference-only networks: BatchNorm folded into the convolution before it, ReLU fused in.
+"""Inference-only networks: BatchNorm folded into the convolution before it, the activation
+fused in.
 
 Each ``Conv3d -> BatchNorm3d -> ReLU`` of an ``nn.Sequential`` (every layer of meshseg's
 MeshNets, every U-Net double convolution) becomes one :class:`FusedConv`. With eval-mode
 BatchNorm this is the same function; on the CPU it runs as one oneDNN convolution with a ReLU
 post-op, which saves two passes over every feature map (about a quarter of MeshNet's time on
-this CPU). Every other Conv3d (a classifier, one before ELU or GELU) becomes a FusedConv
-without post-op: oneDNN's 1^3 convolution in channels_last_3d takes 0.6x the time of
-``F.conv3d``'s, and keeps that layout. Other activations and instance norm stay separate.
-oneDNN's fused kernel has no bf16 version on CPUs without native bf16 (AVX2-only x86): there
-bf16 runs PyTorch's plain convolution, then the ReLU, instead of stopping with an error.
+this CPU); GELU (exact or tanh) is fused likewise. Every other Conv3d (a classifier, one
+before ELU or instance norm) becomes a FusedConv without post-op: oneDNN's 1^3 convolution in
+channels_last_3d takes 0.6x the time of ``F.conv3d``'s, and keeps that layout. ELU and
+instance norm stay separate layers. oneDNN's fused kernel has no bf16 version on CPUs without
+native bf16 (AVX2-only x86): there bf16 runs PyTorch's plain convolution, then the
+activation, instead of stopping with an error.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from meshseg.nn import runtime
 
 
 class FusedConv(nn.Module):
-    """``relu(conv(x))``, or ``conv(x)`` for ``activation="none"``, of a convolution whose
-    BatchNorm is already folded in.
+    """``activation(conv(x))`` of a convolution whose BatchNorm is already folded in:
+    ``"relu"``, ``"gelu"`` (``approximate`` ``"none"`` or ``"tanh"``, as ``nn.GELU``) or
+    ``"none"``.
 
     ``padding=0`` makes it a "valid" convolution (whole-volume inference); under autocast
     the input and weights are cast to the autocast dtype, as autocast does for Conv3d.
@@ -36,12 +39,13 @@ class FusedConv(nn.Module):
         conv: nn.Conv3d,
         padding: tuple[int, int, int] | None = None,
         activation: str = "relu",
+        approximate: str = "none",
     ) -> None:
         super().__init__()
-        assert activation in ("relu", "none"), activation
+        assert activation in ("relu", "gelu", "none"), activation
         self.conv = conv
         self.padding = list(conv.padding if padding is None else padding)
-        self.activation = activation
+        self.activation, self.approximate = activation, approximate
         self._weights: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def weights(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -80,21 +84,33 @@ class FusedConv(nn.Module):
                 c.groups,
                 self.activation,
                 [],
-                "",
+                self.approximate if self.activation == "gelu" else "",
             )
         y = F.conv3d(x, weight, bias, c.stride, self.padding, c.dilation, c.groups)
+        if self.activation == "gelu":
+            return F.gelu(y, approximate=self.approximate)
         return F.relu(y) if self.activation == "relu" else y
+
+
+def fusable(activation: nn.Module) -> dict | None:
+    """:class:`FusedConv`'s arguments for ``activation`` when oneDNN can fuse it (ReLU, GELU);
+    None for any other (ELU)."""
+    if isinstance(activation, nn.ReLU):
+        return {"activation": "relu"}
+    if isinstance(activation, nn.GELU):
+        return {"activation": "gelu", "approximate": activation.approximate}
+    return None
 
 
 def fuse_for_inference(
     model: nn.Module, valid: bool = False, channels_last: bool = False
 ) -> nn.Module:
-    """An eval-mode copy of ``model`` with every Conv3d -> BatchNorm3d -> ReLU fused.
+    """An eval-mode copy of ``model`` with every Conv3d -> BatchNorm3d -> ReLU (or GELU) fused.
 
     In every ``nn.Sequential``, a BatchNorm3d right after a Conv3d is folded into it; a ReLU
-    after that convolution (or after a convolution without norm, ``nn.Identity``) is fused
-    with it into a :class:`FusedConv`; every other Conv3d becomes one without post-op. Other
-    layers (ELU, GELU, instance norm) run as they are.
+    or GELU after that convolution (or after a convolution without norm, ``nn.Identity``) is
+    fused with it into a :class:`FusedConv`; every other Conv3d becomes one without post-op.
+    Other layers (ELU, instance norm) run as they are.
     ``valid``: the convolutions pad nothing, so each shrinks its input by its dilation on
     every side (MeshNet's whole-volume inference reads that margin from the image).
     """
@@ -108,8 +124,8 @@ def fuse_for_inference(
             if isinstance(norm, nn.BatchNorm3d):
                 conv, norm = fuse_conv_bn_eval(conv, norm), nn.Identity()
                 block[i + 1] = norm
-            if isinstance(norm, nn.Identity) and isinstance(act, nn.ReLU):
-                block[i] = FusedConv(conv, padding)
+            if isinstance(norm, nn.Identity) and act is not None and fusable(act):
+                block[i] = FusedConv(conv, padding, **fusable(act))
                 block[i + 2] = nn.Identity()
             else:
                 block[i] = FusedConv(conv, padding, activation="none")

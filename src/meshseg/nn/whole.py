@@ -3,17 +3,17 @@ for a MeshNet with instance norm, over the whole volume layer by layer."""
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from meshseg.image.grid import nonzero_box
 from meshseg.labels import class_dtype
-from meshseg.nn.fusion import FusedConv, fuse_for_inference
+from meshseg.nn.fusion import FusedConv, fusable, fuse_for_inference
 from meshseg.nn.models import require_fully_convolutional
 from meshseg.nn.runtime import Compute
 
@@ -192,25 +192,43 @@ def predict_whole(
     return out
 
 
+def conv_slabs(
+    module: nn.Module, x: torch.Tensor, slab: int, compute: Compute
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(top, result)`` for each ``slab`` slices of D of a zero-padded ("same") convolution
+    ``module`` (a FusedConv, or any module that maps each voxel's features alone) over the
+    ``(C, D, H, W)`` features ``x`` (CPU), on ``compute``'s device. Each slab is read with
+    the convolution's margin into a reused buffer in the compute's layout, zeros beyond the
+    volume; H and W are padded by the convolution."""
+    padding = getattr(module, "padding", [0])
+    margin, depth, scratch = padding[0], x.shape[1], Scratch(compute)
+    if isinstance(module, FusedConv):
+        module.padding = [0, *padding[1:]]
+    try:
+        for top in range(0, depth, slab):
+            bottom = min(top + slab, depth)
+            low, high = max(top - margin, 0), min(bottom + margin, depth)
+            before, after = margin - (top - low), margin - (high - bottom)
+            shape = (1, len(x), before + high - low + after, *x.shape[2:])
+            part = scratch.tensor(shape, x.dtype)
+            part[:, :, :before] = 0
+            part[:, :, before : shape[2] - after] = x[None, :, low:high]
+            part[:, :, shape[2] - after :] = 0
+            yield top, module(part)[0].cpu()  # (C_out, bottom - top, H, W)
+    finally:
+        if isinstance(module, FusedConv):
+            module.padding = padding
+
+
 def convolve_slabs(module: nn.Module, x: torch.Tensor, slab: int, compute: Compute) -> torch.Tensor:
-    """A zero-padded ("same") convolution ``module`` (Conv3d or FusedConv; or any module that
-    maps each voxel's features alone) over the ``(C, D, H, W)`` features ``x`` (CPU),
-    ``slab`` slices of D at a time on ``compute``'s device. Each slab is read with the
-    convolution's margin, zeros beyond the volume; H and W are padded by the convolution.
+    """The output of :func:`conv_slabs`, as one ``(C_out, D, H, W)`` tensor on the CPU.
 
     When the result has ``x``'s channels and dtype it overwrites ``x``, each slab as soon as
     no later slab reads those slices, so that one feature map is held, not two."""
-    margin = 0
-    if isinstance(module, (nn.Conv3d, FusedConv)):
-        margin = module.padding[0]
-        module.padding = type(module.padding)([0, *module.padding[1:]])
+    margin = getattr(module, "padding", [0])[0]
     depth, out, pending = x.shape[1], None, []
-    for top in range(0, depth, slab):
-        bottom = min(top + slab, depth)
-        part = x[:, max(top - margin, 0) : min(bottom + margin, depth)]
-        pad = (margin - min(top, margin), margin - min(depth - bottom, margin))
-        part = F.pad(compute.to_device(part[None]), (0, 0, 0, 0, *pad))
-        result = module(part)[0].cpu()  # (C_out, bottom - top, H, W)
+    for top, result in conv_slabs(module, x, slab, compute):
+        bottom = top + result.shape[1]
         if out is None:
             shape = (len(result), depth, *x.shape[2:])
             same = shape == x.shape and result.dtype == x.dtype
@@ -225,27 +243,43 @@ def convolve_slabs(module: nn.Module, x: torch.Tensor, slab: int, compute: Compu
     return out
 
 
+def feature_statistics(
+    conv: FusedConv, x: torch.Tensor, slab: int, compute: Compute
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel, the mean and biased variance of ``conv``'s output over the whole volume
+    (float64): each slab's, combined as Chan, Golub and LeVeque do. The output is not kept."""
+    count, mean, squares = 0, torch.zeros((), dtype=torch.float64), 0
+    for _, result in conv_slabs(conv, x, slab, compute):
+        var_b, mean_b = torch.var_mean(result.float(), dim=(1, 2, 3), correction=0)
+        n = result[0].numel()
+        delta = mean_b.double() - mean
+        mean = mean + delta * n / (count + n)
+        squares = squares + var_b.double() * n + delta**2 * count * n / (count + n)
+        count += n
+    return mean, squares / count
+
+
+def normalised(
+    conv: FusedConv, mean: torch.Tensor, var: torch.Tensor, eps: float, **activation: str
+) -> FusedConv:
+    """``conv`` (without post-op) followed by instance norm with the statistics ``mean`` and
+    ``var``, as one convolution: ``(W x + b - mean) / sqrt(var + eps)`` is a convolution with
+    its weights and bias scaled; ``activation``: :class:`FusedConv`'s post-op arguments."""
+    folded = copy.deepcopy(conv.conv)
+    scale = 1 / torch.sqrt(var + eps)
+    bias = folded.bias.double() if folded.bias is not None else torch.zeros_like(mean)
+    folded.weight = nn.Parameter((folded.weight.double() * scale.view(-1, 1, 1, 1, 1)).float())
+    folded.bias = nn.Parameter(((bias - mean) * scale).float())
+    return FusedConv(folded, conv.padding, **activation)
+
+
 def map_slabs_(module: nn.Module, x: torch.Tensor, slab: int) -> None:
     """Apply the voxel-wise ``module`` (an activation) to ``(C, D, H, W)`` ``x`` in place."""
     for top in range(0, x.shape[1], slab):
         part = x[:, top : top + slab]
-        part.copy_(module(part.clone()))
-
-
-def instance_norm_(x: torch.Tensor, eps: float, slab: int) -> None:
-    """Normalise each channel of ``(C, D, H, W)`` ``x`` in place by its mean and biased
-    variance over the whole volume (accumulated in float64, ``slab`` slices at a time)."""
-    shape = (-1, 1, 1, 1)
-    total, squares = torch.zeros(len(x), dtype=torch.float64), 0
-    for top in range(0, x.shape[1], slab):
-        total += x[:, top : top + slab].sum((1, 2, 3), dtype=torch.float64)
-    mean = total / x[0].numel()
-    for top in range(0, x.shape[1], slab):
-        squares += ((x[:, top : top + slab].double() - mean.view(shape)) ** 2).sum((1, 2, 3))
-    scale = 1 / torch.sqrt(squares / x[0].numel() + eps)
-    for top in range(0, x.shape[1], slab):
-        part = x[:, top : top + slab]
-        part.copy_((part.double() - mean.view(shape)) * scale.view(shape))
+        result = module(part)
+        if result is not part:
+            part.copy_(result)
 
 
 @torch.inference_mode()
@@ -257,19 +291,22 @@ def predict_layerwise(
 
     The network runs one layer at a time over the whole volume, ``slab`` slices at a time, on
     one feature map that each layer overwrites (4 bytes x channels x voxels: 1 GB for 15
-    channels at 256^3; two while the width changes), on the CPU; each instance norm then
-    normalises its layer's output in place. fp32.
+    channels at 256^3; two while the width changes), on the CPU. A layer with instance norm
+    runs its convolution twice: once for the statistics of its output (not kept), once with
+    the norm folded into it (:func:`normalised`) and its ReLU or GELU fused in, so that the
+    feature map is written once. fp32.
     """
     net = fuse_for_inference(model.to(compute.device))
     x = torch.tensor(image, dtype=torch.float32)[None]  # (1, D, H, W), a copy: overwritten
-    for layer in net.layers:
-        for module in layer:
-            if isinstance(module, (nn.Conv3d, FusedConv)):
-                x = convolve_slabs(module, x, slab, compute)
-            elif isinstance(module, nn.InstanceNorm3d):
-                instance_norm_(x, module.eps, slab)
-            elif not isinstance(module, (nn.Identity, nn.Dropout3d)):
-                map_slabs_(module, x, slab)
+    for conv, norm, activation, _ in net.layers:  # MeshNetLayer: conv, norm, activation, dropout
+        if isinstance(norm, nn.InstanceNorm3d):
+            statistics = feature_statistics(conv, x, slab, compute)
+            fused = fusable(activation)
+            conv = normalised(conv, *statistics, norm.eps, **(fused or {"activation": "none"}))
+            activation = nn.Identity() if fused else activation
+        x = convolve_slabs(conv, x, slab, compute)
+        if not isinstance(activation, nn.Identity):
+            map_slabs_(activation, x, slab)
     labels = convolve_slabs(ArgmaxOf(net.classifier), x, slab, compute)[0]
     return labels.numpy().astype(class_dtype(model.config.n_classes))
 
