@@ -26,11 +26,13 @@ T1 (its ``public/t1_crop.nii.gz``). Per model:
    the model as a folder and without ``--inverse-conform``, it saves its labels (after its
    largest-component step) on its niimath-conformed grid, that of step 2 (checked).
 4. meshseg imports the folder (``meshseg import brainchop``, not timed, as brainchop's
-   conversion is not) and segments with one whole-volume pass (``meshseg segment --mode
-   whole``): once on the volume of step 2, which meshseg's conform leaves as it is (checked),
-   so that only the network paths differ (row "niimath input"); once on the T1 through
-   meshseg's own conform, FreeSurfer's 0.999 cut (row "meshseg conform"), whose labels are
-   resampled (nearest) onto step 2's grid if the grids differ.
+   conversion is not), with the CLI's preprocessing (qnormalize, largest component), which
+   the CLI applies to every folder, a meshseg export too, and segments with one
+   whole-volume pass (``meshseg segment --mode whole``): once on the volume of step 2, which
+   meshseg's conform leaves as it is (checked), so that only the network paths differ (row
+   "niimath input"); once on the T1 through meshseg's own conform, FreeSurfer's 0.999 cut
+   (row "meshseg conform"), whose labels are resampled (nearest) onto step 2's grid if the
+   grids differ.
 
 Agreement is the fraction of the 256^3 voxels with the same label; Dice is per class present
 in either (min and mean in the table, every class in ``OUT/<model>/dice.tsv``). Wall time,
@@ -64,6 +66,8 @@ import torch
 
 from meshseg.image.native import resample_nearest
 from meshseg.metrics import dice_per_class
+from meshseg.nn.checkpoint import load_checkpoint, save_checkpoint
+from meshseg.nn.tfjs import BRAINCHOP_PREPROCESS
 
 BRAINCHOP = "brainchop==0.2.5"
 LISTING = Path.home() / ".cache" / "brainchop" / "models.json"
@@ -195,6 +199,10 @@ def meshseg_labels(model_dir: Path, t1: Path, out: Path, settings: list[str]) ->
     if not checkpoint.exists():
         command = meshseg + ["import", "brainchop", str(model_dir), "-o", str(checkpoint)]
         subprocess.run(command, check=True, capture_output=True)
+        # the CLI's preprocessing, which it applies to every folder (a meshseg export records
+        # its own min-max, which the import would keep)
+        state = load_checkpoint(checkpoint)
+        save_checkpoint({**state, "preprocess": BRAINCHOP_PREPROCESS}, checkpoint)
     subject = t1.name.removesuffix(".gz").removesuffix(".nii")
     folder = out / f"meshseg_{subject}"
     command = meshseg + ["segment", str(t1), "--model", str(checkpoint), "-o", str(folder)]

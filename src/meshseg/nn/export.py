@@ -15,8 +15,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime
 import torch
 
 from meshseg.image.io import atomic_path
@@ -52,6 +50,8 @@ def export_onnx(loaded: LoadedModel, out_path: str | os.PathLike) -> Path:
             output_names=["logits"],
             dynamic_shapes=(dims,),
         )
+        import onnx  # 0.7 s to import: `meshseg segment` should not wait for it
+
         exported = onnx.load(tmp)
         onnx.helper.set_model_props(
             exported,
@@ -75,6 +75,8 @@ def onnx_labels(onnx_path: str | os.PathLike, batch: np.ndarray) -> np.ndarray:
     """Class index per voxel, (B, D, H, W), of a (B, 1, D, H, W) batch; onnxruntime on the CPU."""
     if not Path(onnx_path).is_file():
         raise ValueError(f"{onnx_path}: ONNX model not found")
+    import onnxruntime  # slow to import, as onnx: only these two functions need them
+
     try:
         session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime raises its own types for bad files
