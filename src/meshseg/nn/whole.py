@@ -124,7 +124,7 @@ def predict_whole(
     compute: Compute,
     slab: int | None = None,
     classify: int = 8,
-    budget_mb: int = 1536,
+    budget_mb: int = 1024,
 ) -> np.ndarray:
     """Class index per voxel of one zero-padded ("same") pass of the network over the volume,
     the pass ``model(image)`` makes, computing only what the tissue's labels need.
