@@ -205,8 +205,9 @@ def count_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     as ``np.unique`` gives them; integers within a range of 2^20 are counted by
     ``np.bincount`` instead of sorted (30x faster at 256^3)."""
     flat = values.ravel()
-    low = int(flat.min()) if flat.size and flat.dtype.kind in "iu" else 0
-    if flat.size == 0 or flat.dtype.kind not in "iu" or int(flat.max()) - low >= 2**20:
+    countable = flat.dtype.kind in "iu" and flat.size > 0
+    low = int(flat.min()) if countable else 0
+    if not countable or int(flat.max()) - low >= 2**20:
         distinct, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
         return distinct, counts, inverse
     shifted = flat.astype(np.intp) - low

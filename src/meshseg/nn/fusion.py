@@ -48,6 +48,10 @@ class FusedConv(nn.Module):
         self.activation, self.approximate = activation, approximate
         self._weights: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
+    def with_padding(self, padding: list[int]) -> FusedConv:
+        """The same convolution and post-op with another ``padding``."""
+        return FusedConv(self.conv, padding, self.activation, self.approximate)
+
     def weights(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Weight and bias in ``like``'s dtype, device and memory format (cast once)."""
         fmt = (
@@ -124,11 +128,10 @@ def fuse_for_inference(
             if isinstance(norm, nn.BatchNorm3d):
                 conv, norm = fuse_conv_bn_eval(conv, norm), nn.Identity()
                 block[i + 1] = norm
-            if isinstance(norm, nn.Identity) and act is not None and fusable(act):
-                block[i] = FusedConv(conv, padding, **fusable(act))
+            post_op = fusable(act) if isinstance(norm, nn.Identity) else None
+            block[i] = FusedConv(conv, padding, **(post_op or {"activation": "none"}))
+            if post_op:
                 block[i + 2] = nn.Identity()
-            else:
-                block[i] = FusedConv(conv, padding, activation="none")
     for parent in list(fused.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Conv3d) and not isinstance(parent, FusedConv):  # classifier

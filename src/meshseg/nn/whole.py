@@ -83,37 +83,28 @@ class LayerInput:
 
     def __init__(self, dilation: int, pads: tuple[tuple[int, int], ...], scratch: Scratch):
         self.keep, self.pads, self.scratch = 2 * dilation, pads, scratch
-        self.kept: torch.Tensor | None = None
-        self.n_kept = 0
+        self.kept = Scratch(scratch.compute)  # the same shape every chunk: allocated once
+        self.n_kept = 0  # 0 until the first chunk
 
     def __call__(self, x: torch.Tensor, last: bool) -> torch.Tensor | None:
         """The layer's next input with ``x`` appended, or None if it has too few slices yet
         for one output slice (they are kept for the next chunk)."""
         (front, back), (h0, h1), (w0, w1) = self.pads
-        before = front if self.kept is None else self.n_kept
+        before = self.n_kept or front
         after = back if last else 0
         height, width = x.shape[3] + h0 + h1, x.shape[4] + w0 + w1
         depth = before + x.shape[2] + after
         buffer = self.scratch.tensor((1, x.shape[1], depth, height, width), x.dtype)
+        kept = self.kept.tensor((1, x.shape[1], self.keep, height, width), x.dtype)
         for border in (np.s_[:, :, :, :h0], np.s_[:, :, :, height - h1 :]):
             buffer[border] = 0
         for border in (np.s_[..., :w0], np.s_[..., width - w1 :]):
             buffer[border] = 0
-        if self.kept is None:
-            buffer[:, :, :before] = 0
-            cl = self.scratch.compute.channels_last
-            self.kept = torch.empty(
-                (1, x.shape[1], self.keep, height, width),
-                dtype=x.dtype,
-                device=x.device,
-                memory_format=torch.channels_last_3d if cl else torch.contiguous_format,
-            )
-        else:
-            buffer[:, :, :before] = self.kept[:, :, :before]
+        buffer[:, :, :before] = kept[:, :, :before] if self.n_kept else 0
         buffer[:, :, before : depth - after, h0 : height - h1, w0 : width - w1] = x
         buffer[:, :, depth - after :] = 0
         self.n_kept = min(self.keep, depth)
-        self.kept[:, :, : self.n_kept] = buffer[:, :, depth - self.n_kept :]
+        kept[:, :, : self.n_kept] = buffer[:, :, depth - self.n_kept :]
         return buffer if depth > self.keep else None
 
 
@@ -200,24 +191,25 @@ def conv_slabs(
     ``(C, D, H, W)`` features ``x`` (CPU), on ``compute``'s device. Each slab is read with
     the convolution's margin into a reused buffer in the compute's layout, zeros beyond the
     volume; H and W are padded by the convolution."""
-    padding = getattr(module, "padding", [0])
-    margin, depth, scratch = padding[0], x.shape[1], Scratch(compute)
+    margin, depth, scratch = slab_margin(module), x.shape[1], Scratch(compute)
     if isinstance(module, FusedConv):
-        module.padding = [0, *padding[1:]]
-    try:
-        for top in range(0, depth, slab):
-            bottom = min(top + slab, depth)
-            low, high = max(top - margin, 0), min(bottom + margin, depth)
-            before, after = margin - (top - low), margin - (high - bottom)
-            shape = (1, len(x), before + high - low + after, *x.shape[2:])
-            part = scratch.tensor(shape, x.dtype)
-            part[:, :, :before] = 0
-            part[:, :, before : shape[2] - after] = x[None, :, low:high]
-            part[:, :, shape[2] - after :] = 0
-            yield top, module(part)[0].cpu()  # (C_out, bottom - top, H, W)
-    finally:
-        if isinstance(module, FusedConv):
-            module.padding = padding
+        module = module.with_padding([0, *module.padding[1:]])  # D: read from x, zeros at faces
+    for top in range(0, depth, slab):
+        bottom = min(top + slab, depth)
+        low, high = max(top - margin, 0), min(bottom + margin, depth)
+        before, after = margin - (top - low), margin - (high - bottom)
+        shape = (1, len(x), before + high - low + after, *x.shape[2:])
+        part = scratch.tensor(shape, x.dtype)
+        part[:, :, :before] = 0
+        part[:, :, before : shape[2] - after] = x[None, :, low:high]
+        part[:, :, shape[2] - after :] = 0
+        yield top, module(part)[0].cpu()  # (C_out, bottom - top, H, W)
+
+
+def slab_margin(module: nn.Module) -> int:
+    """The slices a slab of ``module``'s output reads on each side along D: a FusedConv's
+    padding there (its dilation), 0 for a module that maps each voxel alone."""
+    return module.padding[0] if isinstance(module, FusedConv) else 0
 
 
 def convolve_slabs(module: nn.Module, x: torch.Tensor, slab: int, compute: Compute) -> torch.Tensor:
@@ -225,8 +217,7 @@ def convolve_slabs(module: nn.Module, x: torch.Tensor, slab: int, compute: Compu
 
     When the result has ``x``'s channels and dtype it overwrites ``x``, each slab as soon as
     no later slab reads those slices, so that one feature map is held, not two."""
-    margin = getattr(module, "padding", [0])[0]
-    depth, out, pending = x.shape[1], None, []
+    margin, depth, out, pending = slab_margin(module), x.shape[1], None, []
     for top, result in conv_slabs(module, x, slab, compute):
         bottom = top + result.shape[1]
         if out is None:
