@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from meshseg.nn.dilated import MeshNetConv
+
 # The two published schedules. "small" (receptive field 37) is the Catalyst.Neuro 38^3 model,
 # "large" (receptive field 67) its 71-channel model.
 VARIANTS: dict[str, dict] = {
@@ -83,7 +85,7 @@ class MeshNetLayer(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, dilation: int, config: MeshNetConfig, norm: str):
         super().__init__(
-            nn.Conv3d(
+            MeshNetConv(
                 c_in, c_out, kernel_size=3, padding=dilation, dilation=dilation, bias=config.bias
             ),
             NORM_LAYERS[norm](c_out),
