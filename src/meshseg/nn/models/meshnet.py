@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from meshseg.nn.batchnorm import BatchNorm3d
 from meshseg.nn.dilated import MeshNetConv
 
 # The two published schedules. "small" (receptive field 37) is the Catalyst.Neuro 38^3 model,
@@ -33,7 +34,7 @@ ACTIVATIONS = {
 }
 INSTANCE_EPS = 1e-5  # instance norm: mean and biased variance over D, H, W; no weights
 NORM_LAYERS = {
-    "batch": nn.BatchNorm3d,
+    "batch": BatchNorm3d,
     "instance": lambda c: nn.InstanceNorm3d(c, eps=INSTANCE_EPS, affine=False),
     "none": lambda c: nn.Identity(),
 }
