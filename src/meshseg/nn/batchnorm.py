@@ -15,16 +15,16 @@ from torch import nn
 
 
 class SerialBackwardBatchNorm(torch.autograd.Function):
-    """Training-mode ``F.batch_norm`` (running statistics updated) whose backward runs on one
-    intra-op thread."""
+    """Training-mode ``F.batch_norm`` with ``norm``'s running statistics (updated with
+    ``momentum``) and eps, whose backward runs on one intra-op thread."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
+    def forward(ctx, x, weight, bias, norm, momentum):
         y, mean, invstd = torch.ops.aten.native_batch_norm(
-            x, weight, bias, running_mean, running_var, True, momentum, eps
+            x, weight, bias, norm.running_mean, norm.running_var, True, momentum, norm.eps
         )
         ctx.save_for_backward(x, weight, mean, invstd)
-        ctx.eps = eps
+        ctx.eps = norm.eps
         return y
 
     @staticmethod
@@ -38,7 +38,7 @@ class SerialBackwardBatchNorm(torch.autograd.Function):
             )
         finally:
             torch.set_num_threads(threads)
-        return grad_x, grad_w, grad_b, None, None, None, None
+        return grad_x, grad_w, grad_b, None, None
 
 
 class BatchNorm3d(nn.BatchNorm3d):
@@ -59,6 +59,4 @@ class BatchNorm3d(nn.BatchNorm3d):
             return super().forward(x)
         self.num_batches_tracked.add_(1)  # as nn.BatchNorm: momentum None is a running average
         momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        return SerialBackwardBatchNorm.apply(
-            x, self.weight, self.bias, self.running_mean, self.running_var, momentum, self.eps
-        )
+        return SerialBackwardBatchNorm.apply(x, self.weight, self.bias, self, momentum)

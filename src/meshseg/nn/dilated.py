@@ -105,6 +105,7 @@ class MeshNetConv(nn.Conv3d):
         )
         if d == 1 or not training or x.device.type != "cpu" or not autocast_bf16:
             return super().forward(x)
+        # the bf16 casts autocast gives a Conv3d's arguments, made here
         bias = None if self.bias is None else self.bias.bfloat16()
-        with torch.autocast("cpu", enabled=False):  # cast as autocast casts a Conv3d's
+        with torch.autocast("cpu", enabled=False):
             return PhaseConv.apply(x.bfloat16(), self.weight.bfloat16(), bias, d)
