@@ -8,7 +8,8 @@ import copy
 import pytest
 import torch
 
-from meshseg.nn.batchnorm import BatchNorm3d, SerialBackwardBatchNorm
+from meshseg.nn import batchnorm
+from meshseg.nn.batchnorm import BatchNorm3d
 
 CL = torch.channels_last_3d
 
@@ -30,8 +31,13 @@ def test_serial_backward_batchnorm_equals_pytorch(two_threads, monkeypatch, mome
         ours.bias.normal_()
     theirs = torch.nn.BatchNorm3d(21, momentum=momentum).train()
     theirs.load_state_dict(ours.state_dict())
-    calls, apply = [], SerialBackwardBatchNorm.apply
-    monkeypatch.setattr(SerialBackwardBatchNorm, "apply", lambda *a: calls.append(1) or apply(*a))
+    threads_inside, serial_backward = [], batchnorm.serial_backward
+
+    def watched(node):  # the thread count while the node runs, after serial_backward's hook
+        serial_backward(node)
+        node.register_prehook(lambda grads: threads_inside.append(torch.get_num_threads()))
+
+    monkeypatch.setattr(batchnorm, "serial_backward", watched)
     for _ in range(2):  # running statistics and num_batches_tracked follow step by step
         x = (torch.randn(2, 21, 6, 5, 4) * 3 + 1).contiguous(memory_format=CL)
         grad = torch.randn(2, 21, 6, 5, 4).contiguous(memory_format=CL)
@@ -47,11 +53,11 @@ def test_serial_backward_batchnorm_equals_pytorch(two_threads, monkeypatch, mome
         assert torch.allclose(ours.bias.grad, theirs.bias.grad, atol=1e-4)
         for name, buffer in theirs.named_buffers():
             assert torch.allclose(dict(ours.named_buffers())[name], buffer), name
-    assert len(calls) == 2
+    assert threads_inside == [1, 1]
 
 
 def test_batchnorm_takes_pytorchs_path_where_its_threads_do_not_collide(two_threads, monkeypatch):
-    monkeypatch.setattr(SerialBackwardBatchNorm, "apply", lambda *a: pytest.fail("serial path"))
+    monkeypatch.setattr(batchnorm, "serial_backward", lambda node: pytest.fail("serial path"))
     x = torch.randn(2, 16, 4, 4, 4)
     BatchNorm3d(16).train()(x.contiguous(memory_format=CL))  # 16 channels: whole cache lines
     norm = BatchNorm3d(21)
