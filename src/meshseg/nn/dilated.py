@@ -22,6 +22,15 @@ from torch import nn
 CHANNELS_LAST = torch.channels_last_3d
 
 
+def phase_pairs(rows: torch.Tensor, phases: torch.Tensor, d: int):
+    """Each phase ``(i, j)`` of ``rows`` (B, D, H, W*C) beside its place in ``phases``
+    (d, d, B, nD, nH, nW*d*C), whose padding is left out."""
+    for i in range(d):
+        for j in range(d):
+            part = rows[:, i::d, j::d]
+            yield part, phases[i, j, :, : part.shape[1], : part.shape[2], : part.shape[3]]
+
+
 def to_phases(x: torch.Tensor, d: int) -> torch.Tensor:
     """(B, C, D, H, W) -> (d*d*B, d*C, nD, nH, nW), zero-padded to multiples of ``d``: batch
     entry ``(i*d + j)*B + b`` holds phase ``(i, j)`` of the first two axes, channel group
@@ -30,10 +39,8 @@ def to_phases(x: torch.Tensor, d: int) -> torch.Tensor:
     n = [-(-s // d) for s in size]
     phases = x.new_zeros((d, d, b, n[0], n[1], n[2] * d * c))
     rows = x.permute(0, 2, 3, 4, 1).reshape(b, size[0], size[1], size[2] * c)
-    for i in range(d):
-        for j in range(d):
-            part = rows[:, i::d, j::d]
-            phases[i, j, :, : part.shape[1], : part.shape[2], : part.shape[3]] = part
+    for part, place in phase_pairs(rows, phases, d):
+        place.copy_(part)
     return phases.view(d * d * b, *n, d * c).permute(0, 4, 1, 2, 3)
 
 
@@ -41,15 +48,13 @@ def from_phases(phases: torch.Tensor, d: int, size: list[int]) -> torch.Tensor:
     """The inverse of :func:`to_phases`, cropped to ``size`` (D, H, W); channels-last."""
     b = phases.shape[0] // (d * d)
     c = phases.shape[1] // d
-    rows = phases.permute(0, 2, 3, 4, 1).reshape(d, d, b, *phases.shape[2:4], -1)
     out = torch.empty(
         (b, c, *size), dtype=phases.dtype, device=phases.device, memory_format=CHANNELS_LAST
     )
-    out_rows = out.permute(0, 2, 3, 4, 1).view(b, size[0], size[1], size[2] * c)
-    for i in range(d):
-        for j in range(d):
-            part = out_rows[:, i::d, j::d]
-            part.copy_(rows[i, j, :, : part.shape[1], : part.shape[2], : part.shape[3]])
+    rows = out.permute(0, 2, 3, 4, 1).view(b, size[0], size[1], size[2] * c)
+    phase_rows = phases.permute(0, 2, 3, 4, 1).reshape(d, d, b, *phases.shape[2:4], -1)
+    for part, place in phase_pairs(rows, phase_rows, d):
+        part.copy_(place)
     return out
 
 
