@@ -216,6 +216,40 @@ def case_training(args, naive: bool, busy: int = 0) -> dict:
     return {"steps_per_second": steps / elapsed}
 
 
+def training_flops(model: torch.nn.Module, batch: int = 16, patch: int = PATCH) -> float:
+    """Floating-point operations of one training step's convolutions (multiply and add each
+    count): the forward pass, the input gradient (not for the first layer, whose input needs
+    none) and the weight gradient each cost one forward's."""
+    flops, first = 0.0, True
+    for conv in (m for m in model.modules() if isinstance(m, torch.nn.Conv3d)):
+        macs = conv.in_channels * conv.out_channels * np.prod(conv.kernel_size) // conv.groups
+        flops += 2 * macs * batch * patch**3 * (2 if first else 3)
+        first = False
+    return flops
+
+
+def matmul_rate(dtype: torch.dtype | None, size: int = 2048, repeats: int = 8) -> float:
+    """This CPU's matrix multiplication speed in GFLOP/s, fp32 or ``dtype``: about the most
+    any convolution kernel reaches on it."""
+    a, b = (
+        torch.rand(size, size, dtype=dtype or torch.float32),
+        torch.rand(size, size, dtype=dtype or torch.float32),
+    )
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def case_floor(args, naive: bool) -> dict:
+    """The least time a MeshNet small training step can take at this CPU's matmul speed: its
+    convolutions' FLOPs alone, in fp32 (naive) or meshseg's precision."""
+    rate = matmul_rate(None if naive else fast().dtype)
+    flops = training_flops(build_model(model_config("meshnet", 3)))
+    return {"gflops_per_second": rate, "seconds": flops / rate / 1e9}
+
+
 CASES = {
     "whole-naive": lambda a: case_whole(a, True),
     "whole-fast": lambda a: case_whole(a, False),
@@ -235,6 +269,8 @@ CASES = {
     "train-fast": lambda a: case_training(a, False),
     "train-busy-naive": lambda a: case_training(a, True, busy=2),
     "train-busy-fast": lambda a: case_training(a, False, busy=2),
+    "floor-naive": lambda a: case_floor(a, True),
+    "floor-fast": lambda a: case_floor(a, False),
 }
 
 
@@ -329,6 +365,11 @@ def main() -> None:
             r["train-fast"]["steps_per_second"] / r["train-busy-fast"]["steps_per_second"],
         ),
         (
+            "  step floor: convolutions at matmul speed, s",
+            r["floor-naive"]["seconds"],
+            r["floor-fast"]["seconds"],
+        ),
+        (
             "vote memory above the volume, 3 classes, MB",
             r["vote3-naive"]["above_volume_mb"],
             r["vote3-fast"]["above_volume_mb"],
@@ -356,6 +397,14 @@ def main() -> None:
     print(
         f"\nlabel agreement with fp32: whole volume {100 * whole_agreement:.3f} %, "
         f"512 subvolumes {100 * crops_agreement:.3f} %"
+    )
+    naive_step = 1 / r["train-naive"]["steps_per_second"]
+    print(
+        f"matmul speed: fp32 {r['floor-naive']['gflops_per_second']:.0f} GFLOP/s, meshseg's "
+        f"precision {r['floor-fast']['gflops_per_second']:.0f} GFLOP/s; the naive step "
+        f"({naive_step:.2f} s) allows at most "
+        f"{naive_step / r['floor-fast']['seconds']:.2f}x training speed at meshseg's precision "
+        f"on this CPU (convolutions alone, at matmul speed)"
     )
 
 
