@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import torch
@@ -66,14 +66,21 @@ def has_native_bf16(device: torch.device) -> bool:
     return torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+@functools.cache
+def onednn_has_amx() -> bool:
+    """Whether oneDNN may run this CPU's AMX tile kernels: the CPU has them and
+    ``ONEDNN_MAX_CPU_ISA``, if set, allows them (it caps oneDNN's instruction set)."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    return torch.cpu._is_amx_tile_supported() and (limit == "ALL" or "AMX" in limit)
+
+
 def cpu_isa() -> str:
     """The CPU's vector instruction set as PyTorch dispatches it, e.g. ``AVX-512, native bf16,
     no AMX``: what decides which of meshseg's speed paths pay off (benchmarks print it)."""
     capability = torch.backends.cpu.get_cpu_capability()  # DEFAULT, AVX2, AVX512, ZVECTOR...
     isa = {"AVX512": "AVX-512", "DEFAULT": "no AVX2"}.get(capability, capability)
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     bf16 = "native bf16" if has_native_bf16(torch.device("cpu")) else "no native bf16"
-    amx = "AMX" if " amx_tile" in flags else "no AMX"
+    amx = "AMX" if onednn_has_amx() else "no AMX"  # as oneDNN may use it
     return f"{isa}, {bf16}, {amx}"
 
 
