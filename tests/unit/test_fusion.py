@@ -60,7 +60,8 @@ def test_amx_follows_onednns_instruction_set_limit(monkeypatch, limit, allowed):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", limit)
     runtime.onednn_has_amx.cache_clear()
     try:
-        assert runtime.onednn_has_amx() == (allowed and torch.cpu._is_amx_tile_supported())
+        has_amx = torch.cpu._is_amx_tile_supported() and torch.cpu._init_amx()
+        assert runtime.onednn_has_amx() == (allowed and has_amx)
     finally:
         runtime.onednn_has_amx.cache_clear()
 

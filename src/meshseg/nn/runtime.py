@@ -68,10 +68,12 @@ def has_native_bf16(device: torch.device) -> bool:
 
 @functools.cache
 def onednn_has_amx() -> bool:
-    """Whether oneDNN may run this CPU's AMX tile kernels: the CPU has them and
-    ``ONEDNN_MAX_CPU_ISA``, if set, allows them (it caps oneDNN's instruction set)."""
+    """Whether oneDNN may run this CPU's AMX tile kernels: the CPU has them, the kernel lets
+    this process use them (PyTorch asks it), and ``ONEDNN_MAX_CPU_ISA``, if set, allows them
+    (it caps oneDNN's instruction set)."""
     limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
-    return torch.cpu._is_amx_tile_supported() and (limit == "ALL" or "AMX" in limit)
+    allowed = limit == "ALL" or "AMX" in limit
+    return allowed and torch.cpu._is_amx_tile_supported() and torch.cpu._init_amx()
 
 
 def cpu_isa() -> str:
