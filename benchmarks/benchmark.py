@@ -231,10 +231,7 @@ def training_flops(model: torch.nn.Module, batch: int = 16, patch: int = PATCH) 
 def matmul_rate(dtype: torch.dtype | None, size: int = 2048, repeats: int = 8) -> float:
     """This CPU's matrix multiplication speed in GFLOP/s, fp32 or ``dtype``: about the most
     any convolution kernel reaches on it."""
-    a, b = (
-        torch.rand(size, size, dtype=dtype or torch.float32),
-        torch.rand(size, size, dtype=dtype or torch.float32),
-    )
+    a, b = torch.rand(2, size, size, dtype=dtype or torch.float32)
     a @ b  # warm-up
     start = time.perf_counter()
     for _ in range(repeats):

@@ -58,6 +58,14 @@ def from_phases(phases: torch.Tensor, d: int, size: list[int]) -> torch.Tensor:
     return out
 
 
+def phase_weights(
+    weight: torch.Tensor, bias: torch.Tensor | None, d: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``weight`` and ``bias`` once per channel group of :func:`to_phases`'s layout (one
+    group per phase of the last axis), for the grouped convolution on the phases."""
+    return weight.repeat(d, 1, 1, 1, 1), None if bias is None else bias.repeat(d)
+
+
 class PhaseConv(torch.autograd.Function):
     """``F.conv3d(x, weight, bias, padding=d, dilation=d)`` for a 3^3 ``weight``, computed
     undilated on the phases of ``x`` (one grouped convolution with ``d`` groups)."""
@@ -65,8 +73,7 @@ class PhaseConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, d):
         xp = to_phases(x, d)
-        weights = weight.repeat(d, 1, 1, 1, 1)
-        biases = None if bias is None else bias.repeat(d)
+        weights, biases = phase_weights(weight, bias, d)
         ctx.save_for_backward(xp, weights)
         ctx.d, ctx.size, ctx.has_bias = d, list(x.shape[2:]), bias is not None
         return from_phases(F.conv3d(xp, weights, biases, padding=1, groups=d), d, ctx.size)

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from meshseg.nn import runtime
-from meshseg.nn.dilated import from_phases, to_phases
+from meshseg.nn.dilated import from_phases, phase_weights, to_phases
 
 # bf16 AMX convolutions of odd channel counts are faster on the phases from this dilation on
 PHASE_DILATION = 8
@@ -143,8 +143,8 @@ class FusedConv(nn.Module):
         """The same convolution, undilated on ``x``'s phases with one group per phase of the
         last axis (meshseg.nn.dilated): padding ``d`` there is padding 1."""
         d = self.conv.dilation[0]
-        weights = weight.repeat(d, 1, 1, 1, 1).contiguous(memory_format=torch.channels_last_3d)
-        biases = None if bias is None else bias.repeat(d)
+        weights, biases = phase_weights(weight, bias, d)
+        weights = weights.contiguous(memory_format=torch.channels_last_3d)
         pads = [p // d for p in self.padding]
         y = self.pointwise(to_phases(x, d), weights, biases, pads, [1, 1, 1])
         size = [n + 2 * p - 2 * d for n, p in zip(x.shape[2:], self.padding)]
